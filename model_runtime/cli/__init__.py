@@ -1,0 +1,47 @@
+"""The ``editseq`` command line: one program, one subcommand per job.
+
+Each subcommand lives in its own module and registers itself here. Modules
+import their heavy dependencies (torch, transformers, pylint) inside the
+handler, so ``editseq --help`` and light subcommands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import lintseq_cmd
+
+__all__ = ["main", "build_parser"]
+
+#: Subcommand modules; each has ``register(subparsers)``.
+SUBCOMMANDS = (lintseq_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from model_runtime import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="editseq",
+        description="Edit-by-edit, test-driven code assistance: LintSeq data, models and refinement.",
+    )
+    parser.add_argument("--version", action="version", version=f"editseq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("editseq: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

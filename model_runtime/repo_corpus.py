@@ -1,0 +1,258 @@
+"""Instruction/program pairs from a repository's own code.
+
+Fine-tuning on a user's codebase needs pairs like the public instruction
+data: a request in words and the code that answers it. Every function,
+method and class with a docstring is one pair: the docstring (with the
+signature) is the instruction, and the program is the definition itself,
+dedented, preceded by the module's import statements it refers to so that
+the program stands on its own and lints clean.
+
+Files are those git would track: ``git ls-files`` where the folder is in a
+work tree, otherwise a walk that honours every ``.gitignore`` on the way
+(pathspec's gitignore rules).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .lintseq import SkipReason
+from .lintseq_data import Program
+
+__all__ = ["RepoScan", "extract_pairs", "iter_python_files", "repo_programs"]
+
+_ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".tox", ".nox"}
+
+
+def iter_python_files(root: str | os.PathLike) -> list[Path]:
+    """Python files under ``root`` that are not ignored, as paths relative to ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a directory: {root}")
+    files = _git_files(root)
+    if files is None:
+        files = _walk_files(root)
+    return sorted(files)
+
+
+def _git_files(root: Path) -> list[Path] | None:
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True, text=True, timeout=30,
+        )
+        if inside.returncode != 0 or inside.stdout.strip() != "true":
+            return None
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+             "--", "*.py"],
+            capture_output=True, timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if listed.returncode != 0:
+        return None
+    names = [n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    # ls-files lists deleted-but-tracked files too; keep what exists.
+    return [Path(n) for n in names if (root / n).is_file()]
+
+
+def _walk_files(root: Path) -> list[Path]:
+    from pathspec import GitIgnoreSpec
+
+    found: list[Path] = []
+    specs: list[tuple[Path, GitIgnoreSpec]] = []
+
+    def ignored(rel: Path, is_dir: bool) -> bool:
+        for base, spec in specs:
+            try:
+                sub = rel.relative_to(base)
+            except ValueError:
+                continue
+            if spec.match_file(sub.as_posix() + ("/" if is_dir else "")):
+                return True
+        return False
+
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        # Specs of folders we have left are no longer relevant; keep ancestors only.
+        specs[:] = [(b, s) for b, s in specs if b == Path(".") or b in rel_dir.parents or b == rel_dir]
+        if ".gitignore" in filenames:
+            try:
+                text = (Path(dirpath) / ".gitignore").read_text(encoding="utf-8", errors="replace")
+                specs.append((rel_dir, GitIgnoreSpec.from_lines(text.splitlines())))
+            except OSError:
+                pass
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in _ALWAYS_SKIPPED_DIRS
+            and not (Path(dirpath) / d / "pyvenv.cfg").exists()
+            and not ignored(rel_dir / d, True)
+        )
+        for name in sorted(filenames):
+            if name.endswith(".py") and not ignored(rel_dir / name, False):
+                found.append(rel_dir / name)
+    return found
+
+
+@dataclass(slots=True)
+class RepoScan:
+    """Counts of a repository scan, for the run's summary."""
+
+    files: int = 0
+    pairs: int = 0
+    skipped_files: Counter = field(default_factory=Counter)
+
+
+def extract_pairs(source: str) -> Iterator[tuple[str, str, str]]:
+    """``(qualified name, instruction, program)`` for each documented definition in ``source``.
+
+    Raises ``libcst.ParserSyntaxError`` for a file that does not parse.
+    """
+    import libcst as cst
+
+    module = cst.parse_module(source)
+    imports = [stmt for stmt in module.body if _is_import(stmt)]
+
+    def visit(body, prefix: str) -> Iterator[tuple[str, str, str]]:
+        for stmt in body:
+            if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                continue
+            name = prefix + stmt.name.value
+            docstring = stmt.get_docstring()
+            if docstring:
+                code = textwrap.dedent(module.code_for_node(stmt)).strip("\n")
+                used = _names_used(stmt)
+                needed = [
+                    module.code_for_node(i).strip("\n")
+                    for i in imports
+                    if _is_future(i) or _bound_names(i) & used
+                ]
+                program = "\n".join(needed) + ("\n\n\n" if needed else "") + code
+                yield name, _instruction(module, stmt, docstring), program
+            if isinstance(stmt, cst.ClassDef) and isinstance(stmt.body, cst.IndentedBlock):
+                yield from visit(stmt.body.body, name + ".")
+
+    yield from visit(module.body, "")
+
+
+def _instruction(module, node, docstring: str) -> str:
+    import libcst as cst
+
+    if isinstance(node, cst.ClassDef):
+        return f"Write a Python class `{node.name.value}` to solve the following problem:\n{docstring}"
+    params = module.code_for_node(node.params)
+    returns = module.code_for_node(node.returns.annotation) if node.returns else None
+    signature = f"{node.name.value}({params})" + (f" -> {returns}" if returns else "")
+    return f"Write a Python function `{signature}` to solve the following problem:\n{docstring}"
+
+
+def _is_import(stmt) -> bool:
+    import libcst as cst
+
+    return isinstance(stmt, cst.SimpleStatementLine) and all(
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
+    )
+
+
+def _bound_names(stmt) -> set[str]:
+    import libcst as cst
+
+    names = set()
+    for small in stmt.body:
+        if isinstance(small.names, cst.ImportStar):
+            continue
+        for alias in small.names:
+            if alias.asname is not None:
+                names.add(alias.asname.name.value)
+            else:
+                names.add(_dotted(alias.name).split(".")[0])
+    return names
+
+
+def _is_future(stmt) -> bool:
+    """Future imports change how any code in the module compiles: always keep them."""
+    import libcst as cst
+
+    return any(
+        isinstance(s, cst.ImportFrom) and s.module is not None and _dotted(s.module) == "__future__"
+        for s in stmt.body
+    )
+
+
+def _dotted(node) -> str:
+    import libcst as cst
+
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
+
+
+def _names_used(node) -> set[str]:
+    import libcst as cst
+
+    class Collector(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.names: set[str] = set()
+
+        def visit_Name(self, name: cst.Name) -> None:
+            self.names.add(name.value)
+
+        def visit_SimpleString(self, string: cst.SimpleString) -> None:
+            # String annotations ("List[int]") refer to names too.
+            self.names.update(_identifiers(string.value))
+
+    collector = Collector()
+    node.visit(collector)
+    return collector.names
+
+
+def _identifiers(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+
+
+def repo_programs(root: str | os.PathLike, scan: RepoScan | None = None) -> Iterator[Program]:
+    """Stream the repository's documented definitions as :class:`Program` rows.
+
+    ``source_file`` is ``relative/path.py::Qualified.name``. Files that are
+    binary, not UTF-8 or do not parse are counted in ``scan`` and skipped.
+    """
+    import libcst as cst
+
+    scan = scan if scan is not None else RepoScan()
+    root = Path(root)
+    index = 0
+    for rel in iter_python_files(root):
+        scan.files += 1
+        try:
+            data = (root / rel).read_bytes()
+        except OSError:
+            scan.skipped_files["unreadable"] += 1
+            continue
+        if b"\x00" in data:
+            scan.skipped_files[SkipReason.BINARY.value] += 1
+            continue
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError:
+            scan.skipped_files[SkipReason.NON_UTF8.value] += 1
+            continue
+        try:
+            pairs = list(extract_pairs(source))
+        except (cst.ParserSyntaxError, RecursionError):
+            scan.skipped_files[SkipReason.SYNTAX_ERROR.value] += 1
+            continue
+        for qualname, instruction, program in pairs:
+            scan.pairs += 1
+            yield Program(index, instruction, program, f"{rel.as_posix()}::{qualname}")
+            index += 1
