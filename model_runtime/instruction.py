@@ -33,6 +33,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 __all__ = [
     "Instruction",
+    "InstructionBuilder",
     "InstructionTooLong",
     "build_instruction",
     "estimate_tokens",
@@ -86,32 +87,54 @@ def build_instruction(
     if ``source`` does not parse, and :class:`InstructionTooLong` (see the module
     docstring for the truncation policy).
     """
-    wrapper = MetadataWrapper(cst.parse_module(source))
-    module, positions = wrapper.module, wrapper.resolve(PositionProvider)
-    chain = _find(module, function.split("."))
-    target = chain[-1]
-    if not isinstance(target, cst.FunctionDef):
-        raise LookupError(f"`{function}` is a class, not a function")
-    here = positions[target].start.line
-    head = _head(module, target, [c for c in chain[:-1] if isinstance(c, cst.ClassDef)])
-    items = _context(module, positions, chain, here)
+    return InstructionBuilder(source).build(function, max_tokens=max_tokens, count_tokens=count_tokens)
 
-    kept = sorted(items, key=lambda item: item.line)
-    dropped: list[str] = []
-    for victim in sorted(items, key=lambda item: (item.distance, item.line), reverse=True):
-        text = _render(head, kept)
-        tokens = count_tokens(text)
-        if tokens <= max_tokens:
-            return Instruction(text, tokens, tuple(dropped))
-        kept.remove(victim)
-        dropped.append(victim.text)
-    tokens = count_tokens(head)
-    if tokens > max_tokens:
-        raise InstructionTooLong(
-            f"the signature and docstring of `{function}` need {tokens} tokens; "
-            f"the budget is {max_tokens}"
-        )
-    return Instruction(head, tokens, tuple(dropped))
+
+class InstructionBuilder:
+    """Parses a module once and builds instructions for any of its functions.
+
+    Training data from a repository asks for one instruction per documented
+    function; parsing the file again for each would dominate the scan.
+    """
+
+    def __init__(self, source: str | cst.Module) -> None:
+        module = cst.parse_module(source) if isinstance(source, str) else source
+        wrapper = MetadataWrapper(module)
+        self.module, self.positions = wrapper.module, wrapper.resolve(PositionProvider)
+
+    def build(
+        self,
+        function: str,
+        *,
+        max_tokens: int,
+        count_tokens: Callable[[str], int] = estimate_tokens,
+    ) -> Instruction:
+        """See :func:`build_instruction`."""
+        module, positions = self.module, self.positions
+        chain = _find(module, function.split("."))
+        target = chain[-1]
+        if not isinstance(target, cst.FunctionDef):
+            raise LookupError(f"`{function}` is a class, not a function")
+        here = positions[target].start.line
+        head = _head(module, target, [c for c in chain[:-1] if isinstance(c, cst.ClassDef)])
+        items = _context(module, positions, chain, here)
+
+        kept = sorted(items, key=lambda item: item.line)
+        dropped: list[str] = []
+        for victim in sorted(items, key=lambda item: (item.distance, item.line), reverse=True):
+            text = _render(head, kept)
+            tokens = count_tokens(text)
+            if tokens <= max_tokens:
+                return Instruction(text, tokens, tuple(dropped))
+            kept.remove(victim)
+            dropped.append(victim.text)
+        tokens = count_tokens(head)
+        if tokens > max_tokens:
+            raise InstructionTooLong(
+                f"the signature and docstring of `{function}` need {tokens} tokens; "
+                f"the budget is {max_tokens}"
+            )
+        return Instruction(head, tokens, tuple(dropped))
 
 
 def _find(module: cst.Module, path: list[str]) -> list[_Def]:

@@ -2,8 +2,10 @@
 
 Fine-tuning on a user's codebase needs pairs like the public instruction
 data: a request in words and the code that answers it. Every function,
-method and class with a docstring is one pair: the docstring (with the
-signature) is the instruction, and the program is the definition itself,
+method and class with a docstring is one pair. A function's instruction is
+the one the editor builds for it at inference time
+(:mod:`model_runtime.instruction`: signature, docstring and nearby context);
+a class's is its name and docstring. The program is the definition itself,
 dedented, preceded by the module's import statements it refers to so that
 the program stands on its own and lints clean.
 
@@ -26,6 +28,9 @@ from .lintseq import SkipReason
 from .lintseq_data import Program
 
 __all__ = ["RepoScan", "extract_pairs", "iter_python_files", "repo_programs"]
+
+#: Token budget (estimated) of a function's instruction; context beyond it is dropped.
+INSTRUCTION_TOKENS = 512
 
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".tox", ".nox"}
 
@@ -117,7 +122,10 @@ def extract_pairs(source: str) -> Iterator[tuple[str, str, str]]:
     """
     import libcst as cst
 
+    from .instruction import InstructionBuilder
+
     module = cst.parse_module(source)
+    builder = InstructionBuilder(module)
     imports = [stmt for stmt in module.body if _is_import(stmt)]
 
     def visit(body, prefix: str) -> Iterator[tuple[str, str, str]]:
@@ -135,22 +143,18 @@ def extract_pairs(source: str) -> Iterator[tuple[str, str, str]]:
                     if _is_future(i) or _bound_names(i) & used
                 ]
                 program = "\n".join(needed) + ("\n\n\n" if needed else "") + code
-                yield name, _instruction(module, stmt, docstring), program
+                if isinstance(stmt, cst.ClassDef):
+                    instruction = (f"Write a Python class `{stmt.name.value}` to solve the following "
+                                   f"problem:\n{docstring}")
+                else:
+                    # The same instruction the editor builds at inference time, so
+                    # a model tuned on this data sees prompts shaped like its users'.
+                    instruction = builder.build(name, max_tokens=INSTRUCTION_TOKENS).text
+                yield name, instruction, program
             if isinstance(stmt, cst.ClassDef) and isinstance(stmt.body, cst.IndentedBlock):
                 yield from visit(stmt.body.body, name + ".")
 
     yield from visit(module.body, "")
-
-
-def _instruction(module, node, docstring: str) -> str:
-    import libcst as cst
-
-    if isinstance(node, cst.ClassDef):
-        return f"Write a Python class `{node.name.value}` to solve the following problem:\n{docstring}"
-    params = module.code_for_node(node.params)
-    returns = module.code_for_node(node.returns.annotation) if node.returns else None
-    signature = f"{node.name.value}({params})" + (f" -> {returns}" if returns else "")
-    return f"Write a Python function `{signature}` to solve the following problem:\n{docstring}"
 
 
 def _is_import(stmt) -> bool:

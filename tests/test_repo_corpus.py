@@ -10,7 +10,8 @@ import pytest
 
 from model_runtime.editpath import resolve_edit_path
 from model_runtime.linters import PyflakesLinter
-from model_runtime.repo_corpus import RepoScan, extract_pairs, iter_python_files, repo_programs
+from model_runtime.instruction import build_instruction
+from model_runtime.repo_corpus import INSTRUCTION_TOKENS, RepoScan, extract_pairs, iter_python_files, repo_programs
 
 MODULE = textwrap.dedent('''
     """A module."""
@@ -93,8 +94,12 @@ def test_pairs_and_scan_counts(repo):
 def test_programs_bring_the_imports_they_use_and_lint_clean():
     pairs = {name: (instr, prog) for name, instr, prog in extract_pairs(MODULE)}
     instruction, program = pairs["split_words"]
-    assert instruction == ("Write a Python function `split_words(text: str) -> List[str]` to solve "
-                           "the following problem:\nSplit text into words.")
+    assert instruction.startswith("Write a Python function `split_words(text: str) -> List[str]` to "
+                                  "solve the following problem:\nSplit text into words.\n")
+    # the same instruction the editor builds for this function, context included
+    assert instruction == build_instruction(MODULE, "split_words", max_tokens=INSTRUCTION_TOKENS).text
+    assert "import re as regex" in instruction and "class Finder:" in instruction
+    assert pairs["Finder.find"][0].startswith("Write a Python method `find(self, name: Optional[str] = None)`")
     assert program.startswith("from __future__ import annotations\nimport re as regex\n"
                               "from typing import List, Optional\n\n\ndef split_words")
     assert "import os" not in program and "import json" not in program
