@@ -50,6 +50,7 @@ __all__ = [
     "PromptFormat",
     "PromptRequest",
     "Skipped",
+    "comparison_feedback",
     "error_feedback",
     "failed_test_feedback",
     "get_format",
@@ -140,6 +141,16 @@ def failed_test_feedback(
         f'Test Case Failed: {assertion}, Input: "{input}", '
         f'Expected output: "{expected}", Actual output: "{actual}"'
     )
+
+
+def comparison_feedback(assertion: str, *, expected: str, actual: str) -> str:
+    """:func:`failed_test_feedback` for an ``assert actual == expected`` whose input is unknown.
+
+    CYCLE always knew the input (its asserts were ``f(x) == y``); a pytest
+    assert often compares a variable, and the two values are still the most
+    useful part, so only ``Input`` is left out.
+    """
+    return f'Test Case Failed: {assertion}, Expected output: "{expected}", Actual output: "{actual}"'
 
 
 def error_feedback(line: str, error: str) -> str:
