@@ -1,0 +1,76 @@
+"""Generation backends behind one interface (:class:`~.base.Backend`).
+
+``transformers`` runs a model in this process; ``openai`` talks to any
+OpenAI-compatible ``/v1/completions`` endpoint (vLLM for scale-out). The
+backend classes are loaded on first access, so importing this package costs
+neither torch nor httpx.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from .base import (
+    Backend,
+    BackendError,
+    BackendOutOfMemory,
+    CandidateEvent,
+    Completion,
+    DoneEvent,
+    EditEvent,
+    EndpointError,
+    EndpointHTTPError,
+    EndpointTimeout,
+    EndpointUnreachable,
+    GenerationRequest,
+    GenerationResult,
+    MalformedResponse,
+    MissingDiffToken,
+    ModelLoadError,
+    StreamEvent,
+    TextEvent,
+)
+
+if TYPE_CHECKING:
+    from .openai_backend import OpenAIBackend, OpenAIConfig
+    from .transformers_backend import TransformersBackend, TransformersConfig
+
+_LAZY = {
+    "TransformersBackend": ".transformers_backend",
+    "TransformersConfig": ".transformers_backend",
+    "OpenAIBackend": ".openai_backend",
+    "OpenAIConfig": ".openai_backend",
+}
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendOutOfMemory",
+    "CandidateEvent",
+    "Completion",
+    "DoneEvent",
+    "EditEvent",
+    "EndpointError",
+    "EndpointHTTPError",
+    "EndpointTimeout",
+    "EndpointUnreachable",
+    "GenerationRequest",
+    "GenerationResult",
+    "MalformedResponse",
+    "MissingDiffToken",
+    "ModelLoadError",
+    "OpenAIBackend",
+    "OpenAIConfig",
+    "StreamEvent",
+    "TextEvent",
+    "TransformersBackend",
+    "TransformersConfig",
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module, __name__), name)

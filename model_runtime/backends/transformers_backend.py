@@ -1,0 +1,270 @@
+"""In-process generation with Hugging Face transformers.
+
+Loads a causal LM from a local folder or a hub id (``from_pretrained`` may
+download on a user's machine; ``local_files_only`` forbids it), on the best
+device available (CUDA, then MPS, then CPU) in the dtype that is fast there
+(bf16 on a GPU; fp32 on a CPU, where bf16 without native support is slower).
+All ``k`` candidates of a request are one batched ``generate`` call
+(``num_return_sequences``), with the KV cache on and under
+``torch.inference_mode``.
+
+A process holds one instance of each model (a cache keyed by source,
+device and dtype), however many backends or server threads use it. A lock
+around ``generate`` lets a server call it from any thread: requests queue
+for the model instead of interleaving on it, and the seed set for one request
+cannot leak into another.
+
+torch and transformers are imported on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..editpath import DIFF_TOKEN
+from .base import (
+    BackendOutOfMemory,
+    DoneEvent,
+    GenerationRequest,
+    GenerationResult,
+    MissingDiffToken,
+    ModelLoadError,
+    StreamEvent,
+)
+from .streaming import CandidateTracker, Emit, iterate_in_thread
+
+__all__ = ["LoadedModel", "TransformersBackend", "TransformersConfig", "load_model", "resolve_device"]
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True, slots=True)
+class TransformersConfig:
+    """Which model, where.
+
+    ``device`` is ``auto`` or a torch device (``cuda:1``); ``dtype`` is ``auto``
+    or one of float32, bfloat16, float16.
+    """
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    #: Never contact the hub (set ``HF_HUB_OFFLINE=1`` for the same effect process-wide).
+    local_files_only: bool = False
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A model in memory with what generation needs to know about its tokenizer."""
+
+    source: str
+    model: object
+    tokenizer: object
+    device: str
+    dtype: str
+    diff_id: int
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` is CUDA when available, then Apple's MPS, then the CPU."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested, but CUDA is not available here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' requested, but MPS is not available here")
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str) -> str:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float16" if device == "mps" else "float32"
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto or one of {', '.join(_DTYPES)}")
+    return dtype
+
+
+def load_model(config: TransformersConfig) -> LoadedModel:
+    """The process-wide instance of ``config``'s model, loading it on first use."""
+    source = os.path.expanduser(config.model)
+    if os.path.isdir(source):
+        source = os.path.realpath(source)
+    elif os.path.isabs(source) or source.startswith("."):  # a path, not a hub id
+        raise ModelLoadError(f"model folder {config.model!r} does not exist")
+    device = resolve_device(config.device)
+    dtype = _resolve_dtype(config.dtype, device)
+    key = (source, device, dtype)
+    with _MODELS_LOCK:
+        loaded = _MODELS.get(key)
+        if loaded is None:
+            loaded = _MODELS[key] = _load(source, device, dtype, config.local_files_only)
+        return loaded
+
+
+def _load(source: str, device: str, dtype: str, local_files_only: bool) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of model {source!r}: {exc}") from exc
+    diff_id = tokenizer.get_vocab().get(DIFF_TOKEN)
+    if diff_id is None:
+        raise MissingDiffToken(
+            f"model {source!r}: its tokenizer has no {DIFF_TOKEN} token, so the model was not "
+            "trained on the LintSeq edit format and cannot write edit sequences"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=getattr(torch, dtype), local_files_only=local_files_only
+        )
+        model.to(device).eval()
+    except Exception as exc:
+        if _is_oom(exc):
+            _release(device)
+            raise BackendOutOfMemory(f"out of memory loading model {source!r} on {device} ({dtype})") from exc
+        if isinstance(exc, (OSError, ValueError, RuntimeError)):
+            raise ModelLoadError(f"cannot load model {source!r}: {exc}") from exc
+        raise
+    configured = model.generation_config.eos_token_id
+    configured = [] if configured is None else [configured] if isinstance(configured, int) else configured
+    eos_ids = tuple(i for i in dict.fromkeys([*configured, tokenizer.eos_token_id]) if i is not None)
+    if not eos_ids:
+        raise ModelLoadError(f"model {source!r} has no end-of-text token")
+    pad_id = next(
+        (i for i in (tokenizer.pad_token_id, model.generation_config.pad_token_id) if i is not None),
+        eos_ids[0],
+    )
+    return LoadedModel(source, model, tokenizer, device, dtype, diff_id, eos_ids, pad_id)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _release(device: str) -> None:
+    """Give cached blocks back after an out-of-memory error so the next request can fit."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    elif device == "mps":
+        torch.mps.empty_cache()
+
+
+class TransformersBackend:
+    """The :class:`~.base.Backend` for a local transformers model."""
+
+    name = "transformers"
+
+    def __init__(self, config: TransformersConfig | str) -> None:
+        self.config = TransformersConfig(config) if isinstance(config, str) else config
+        self._loaded: LoadedModel | None = None
+
+    def load(self) -> None:
+        self._loaded = load_model(self.config)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            self.load()
+        return self._loaded
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event | None = None) -> GenerationResult:
+        return self._run(request, [] if cancel is None else [cancel], None, False)
+
+    def stream(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        *,
+        text_deltas: bool = False,
+    ) -> Iterator[StreamEvent]:
+        if self._loaded is None:  # load errors surface here, not in the worker thread
+            self.load()
+        cancels = [] if cancel is None else [cancel]
+        return iterate_in_thread(
+            lambda emit, abandoned: self._run(request, [*cancels, abandoned], emit, text_deltas)
+        )
+
+    def _run(
+        self,
+        request: GenerationRequest,
+        cancels: Sequence[threading.Event],
+        emit: Emit | None,
+        text_deltas: bool,
+    ) -> GenerationResult:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        from ._hf_hooks import TokenWatcher
+
+        lm = self.loaded
+        encoded = lm.tokenizer(request.prompt, return_tensors="pt").to(lm.device)
+        trackers = [CandidateTracker(i, request.stop, emit, text_deltas) for i in range(request.k)]
+        rows = [trackers] if request.greedy else [[t] for t in trackers]
+        watcher = TokenWatcher(lm.tokenizer, rows, lm.eos_ids, cancels)
+        options = {"do_sample": False}
+        if not request.greedy:  # top_k=0: no top-k cut, as in the OpenAI API (HF's default is 50)
+            options = {"do_sample": True, "temperature": request.temperature, "top_p": request.top_p}
+            options["top_k"] = 0
+        with lm.lock:
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            start = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    lm.model.generate(
+                        **encoded,
+                        max_new_tokens=request.max_new_tokens,
+                        num_return_sequences=len(rows),
+                        eos_token_id=list(lm.eos_ids),
+                        pad_token_id=lm.pad_id,
+                        use_cache=True,
+                        stopping_criteria=StoppingCriteriaList([watcher]),
+                        **options,
+                    )
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                _release(lm.device)
+                raise BackendOutOfMemory(
+                    f"out of memory generating {request.k} x {request.max_new_tokens} tokens "
+                    f"with model {lm.source!r} on {lm.device}"
+                ) from exc
+            seconds = time.perf_counter() - start
+        watcher.finish("cancelled" if watcher.cancelled else "length")
+        result = GenerationResult(
+            completions=tuple(t.completion for t in trackers),
+            prompt_tokens=int(encoded["input_ids"].shape[1]),
+            seconds=seconds,
+        )
+        if emit is not None:
+            emit(DoneEvent(result))
+        return result
