@@ -1,4 +1,4 @@
-"""Refinement overhead per round, outside the model and outside pytest itself (partial: no loop yet).
+"""Refinement overhead per round, outside the model and outside pytest itself.
 
 Builds a 200-file workspace in a temporary folder (20 packages of 9 modules
 plus a test file, a few KB each), then for each round: applies a repair diff
@@ -10,7 +10,16 @@ formats the feedback. Also times counting the user's tasks for
 ``RLIMIT_NPROC`` (inside the ``pytest`` phase of a run) and, for the record
 behind the shadow-copy choice, copying against hard-linking the same tree.
 
-    python benchmarks/refine_overhead.py [--rounds 5]
+Then the real loop (:func:`~model_runtime.refine.refine`) on the same
+workspace, ``--runs`` times, with a real tiny model trained here to memorise
+the fix (so that every run has round 0, the code as it is, and round 1, a
+generated candidate applied, parsed, run and fed back). Per round, the loop's
+own timings give the wall time, the time in the model (generation) and in the
+pytest process; what is left is the overhead: locating the function,
+building the prompt, interpreting the completion, splicing, the shadow copy,
+ranking, feedback, events.
+
+    python benchmarks/refine_overhead.py [--rounds 5] [--runs 5]
 
 Prints milliseconds per phase (median over rounds) and the total. Goal:
 < 150 ms per round. Not a test.
@@ -31,6 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model_runtime.diff_apply import apply_diff  # noqa: E402
 from model_runtime.feedback import execution_feedback  # noqa: E402
+from model_runtime.instruction import build_instruction  # noqa: E402
+from model_runtime.prompts import get_format  # noqa: E402
+from model_runtime.refine import RefineTarget, refine, repair_prompt  # noqa: E402
+from model_runtime.refine_target import locate_function  # noqa: E402
 from model_runtime.sandbox import Sandbox, SandboxLimits, ShadowPolicy, _user_tasks, shadow_copy  # noqa: E402
 
 MODULE = '''"""Module {p}.{m}: filler that looks like code."""
@@ -63,6 +76,7 @@ FIX = """--- a
 """
 
 TEST = "from stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n"
+TEST_ID = "tests/test_stats.py::test_mean"
 
 
 def build_workspace(root: Path) -> int:
@@ -88,15 +102,55 @@ def link_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, copy_function=os.link, ignore=shutil.ignore_patterns(".git"))
 
 
+def train_fixing_model(root: Path, sandbox: Sandbox, folder: Path) -> Path:
+    """A tiny model that answers round 1's exact prompt with the fix (about 10 s on one core)."""
+    from model_runtime.tiny_model import MemoriseSettings, train_memorised_model
+
+    source = (root / "stats.py").read_text()
+    code = locate_function(source, "mean", "stats.py").code
+    feedback = execution_feedback(sandbox.run([TEST_ID]))
+    prompt = repair_prompt(build_instruction(source, "mean", max_tokens=512).text, code, feedback)
+    answer = get_format("cycle").render_answer([FIX.rstrip("\n")])
+    return train_memorised_model(folder, [(prompt, answer)], MemoriseSettings(steps=150)).folder
+
+
+def loop_rounds(root: Path, sandbox: Sandbox, model: Path, runs: int) -> None:
+    """Run the loop ``runs`` times; print per round the time outside the model and pytest."""
+    from model_runtime.backends import TransformersBackend, TransformersConfig
+
+    backend = TransformersBackend(TransformersConfig(model=str(model), device="cpu"))
+    per_round: dict[int, dict[str, list[float]]] = {}
+    for run in range(runs):
+        result = refine(RefineTarget(root, "stats.py", "mean"), [TEST_ID], backend, sandbox=sandbox)
+        print(f"loop run {run}: verified {result.verified}, {result.rounds} repair round(s), "
+              f"{result.seconds * 1000:.0f} ms")
+        for record in result.trajectory:
+            times = record.timings
+            row = per_round.setdefault(record.round, {})
+            for name, value in (("total", times["total"]), ("model", times["model"]),
+                                ("pytest", times["pytest"]),
+                                ("outside", times["total"] - times["model"] - times["pytest"])):
+                row.setdefault(name, []).append(value)
+    print(f"\nloop rounds, median of {runs} runs (ms):")
+    print(f"  {'round':<6}{'wall':>10}{'model':>10}{'pytest':>10}{'outside':>10}   (goal: outside < 150)")
+    for number, row in sorted(per_round.items()):
+        cells = "".join(f"{statistics.median(row[n]) * 1000:10.1f}" for n in ("total", "model", "pytest", "outside"))
+        print(f"  {number:<6}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="runs of the real loop (0: skip it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="editseq-bench-") as tmp:
         root = Path(tmp) / "ws"
         count = build_workspace(root)
         sandbox = Sandbox(root, limits=SandboxLimits(timeout_s=60))
         print(f"workspace: {count} files, python {sandbox.python}, isolation {sandbox.isolation or 'none'}")
+        if args.runs:
+            loop_rounds(root, sandbox, train_fixing_model(root, sandbox, Path(tmp) / "model"), args.runs)
+            print()
         phases: dict[str, list[float]] = {}
         pytest_ms = []
         for round_number in range(args.rounds):

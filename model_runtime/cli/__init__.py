@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import lintseq_cmd
+from . import generate_cmd, lintseq_cmd, refine_cmd
 
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules; each has ``register(subparsers)``.
-SUBCOMMANDS = (lintseq_cmd,)
+SUBCOMMANDS = (lintseq_cmd, generate_cmd, refine_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
