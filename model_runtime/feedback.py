@@ -37,7 +37,7 @@ from .instruction import estimate_tokens
 from .prompts import TIMEOUT_FEEDBACK, comparison_feedback, error_feedback, failed_test_feedback
 from .sandbox import CaseResult, RunResult
 
-__all__ = ["DEFAULT_MAX_TOKENS", "execution_feedback", "first_failure"]
+__all__ = ["DEFAULT_MAX_TOKENS", "case_feedback", "execution_feedback", "first_failure"]
 
 #: Room for feedback in a CYCLE prompt; the paper shows one test case.
 DEFAULT_MAX_TOKENS = 256
@@ -66,7 +66,17 @@ def execution_feedback(
     failure = first_failure(result)
     if failure is None:
         return ""
-    return _fit(lambda limit: _describe(failure, limit), max_tokens, count_tokens)
+    return case_feedback(failure, max_tokens=max_tokens, count_tokens=count_tokens)
+
+
+def case_feedback(
+    test: CaseResult,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    count_tokens: TokenCounter = estimate_tokens,
+) -> str:
+    """The feedback for one failed test, as the loop would show it (the pytest plugin's report uses it)."""
+    return _fit(lambda limit: _describe(test, limit), max_tokens, count_tokens)
 
 
 def _is_assertion(test: CaseResult) -> bool:

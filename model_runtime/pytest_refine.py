@@ -1,0 +1,185 @@
+"""``pytest --editseq-refine``: the refinement loop, headless, on what the run just found failing.
+
+Failing tests are grouped by their function under test, so one loop sees all
+the failures of a function at once (fixing one test at a time would let a fix
+for one undo another). Each loop also runs the tests of the same files that
+passed, so a verified fix is one that breaks nothing nearby. Tests without a
+function under test in the workspace are listed, not refined: there is
+nothing of the user's to edit.
+
+Everything runs in the :class:`~model_runtime.sandbox.Sandbox` with the
+interpreter running pytest; the tree is written only with ``--editseq-apply``,
+one verified fix at a time, atomically, and only if the file is still what
+the loop started from. Fixes are applied as they come, so a later function of
+the same file is refined on top of an earlier fix.
+
+The model loads once, on the first function, and only here: a run that finds
+nothing to refine never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .failure_report import FailureReport
+from .refine import RefineBudget
+
+__all__ = ["RefineGroup", "RefineOutcome", "RefineSettings", "group_failures", "refine_report", "settings_from_config"]
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """The ``--editseq-*`` options; they mirror ``editseq refine``'s flags."""
+
+    model: str
+    budget: RefineBudget
+    timeout: float | None
+    device: str = "auto"
+    apply: bool = False
+
+
+@dataclass(frozen=True)
+class RefineGroup:
+    """One function to refine: its failing tests, and every test the loop runs (failing ones first)."""
+
+    path: str
+    function: str
+    failing: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RefineOutcome:
+    """One row of the summary table. ``reason`` is the loop's stop reason, or ``error``."""
+
+    group: RefineGroup
+    verified: bool
+    reason: str
+    rounds: int = 0
+    passed: int = 0
+    total: int = 0
+    applied: bool = False
+
+
+def settings_from_config(config: pytest.Config) -> RefineSettings:
+    """Checked at configure time: a missing model or a bad number fails before any test runs."""
+    model = config.getoption("editseq_model") or config.getini("editseq_model")
+    if not model:
+        raise pytest.UsageError("--editseq-refine needs a model: --editseq-model or the editseq_model ini option")
+    local = config.rootpath / model
+    timeout = config.getoption("editseq_timeout")
+    try:
+        budget = RefineBudget(
+            rounds=config.getoption("editseq_rounds"), candidates=config.getoption("editseq_candidates"),
+            seconds=timeout, max_new_tokens=config.getoption("editseq_max_new_tokens"),
+            temperature=config.getoption("editseq_temperature"),
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(f"editseq: {exc}") from None
+    return RefineSettings(
+        model=str(local) if not os.path.isabs(model) and local.exists() else model, budget=budget,
+        timeout=timeout, device=config.getoption("editseq_device"), apply=config.getoption("editseq_apply"),
+    )
+
+
+def group_failures(report: FailureReport) -> tuple[list[RefineGroup], list[str]]:
+    """The functions to refine, and the failing tests that point at none."""
+    failing: dict[tuple[str, str], list[str]] = {}
+    orphans = []
+    for failure in report.failures:
+        if failure.target_path and failure.target_function and failure.phase != "collect":
+            failing.setdefault((failure.target_path, failure.target_function), []).append(failure.node_id)
+        else:
+            orphans.append(failure.node_id)
+    groups = []
+    for (path, function), nodes in failing.items():
+        files = {node.split("::", 1)[0] for node in nodes}
+        nearby = [p for p in report.passed if p.split("::", 1)[0] in files]
+        groups.append(RefineGroup(path, function, tuple(nodes), tuple(dict.fromkeys([*nodes, *nearby]))))
+    return groups, orphans
+
+
+def refine_report(root: Path, report: FailureReport, settings: RefineSettings, terminal) -> list[RefineOutcome]:
+    """Refine every group, print each verified diff and a summary table; apply if asked."""
+    groups, orphans = group_failures(report)
+    if not groups and not orphans:
+        return []
+    terminal.write_sep("=", "editseq refine")
+    for node in orphans:
+        terminal.write_line(f"{node}: no function under test in the workspace, not refined")
+    outcomes, backend = [], None
+    for group in groups:
+        terminal.write_line(f"{group.path}::{group.function}: refining for {len(group.failing)} failing test(s), "
+                            f"{len(group.tests)} run")
+        if backend is None:
+            backend = _backend(settings)
+        outcome = _refine_one(root, group, settings, backend, terminal)
+        outcomes.append(outcome)
+    if outcomes:
+        _table(terminal, outcomes)
+    return outcomes
+
+
+def _backend(settings: RefineSettings):
+    from .backends import TransformersBackend, TransformersConfig
+
+    return TransformersBackend(TransformersConfig(model=settings.model, device=settings.device))
+
+
+def _sandbox(root: Path, settings: RefineSettings):
+    from .cli.refine_cmd import PYTEST_VARIABLES
+    from .pytest_plugin import SANDBOX_ENV
+    from .sandbox import Sandbox, SandboxLimits
+
+    limits = SandboxLimits() if settings.timeout is None else SandboxLimits(timeout_s=settings.timeout)
+    env = {name: os.environ[name] for name in PYTEST_VARIABLES if name in os.environ}
+    return Sandbox(root, python=sys.executable, limits=limits, env={**env, SANDBOX_ENV: "1"})
+
+
+def _refine_one(root: Path, group: RefineGroup, settings: RefineSettings, backend, terminal) -> RefineOutcome:
+    from .backends import BackendError
+    from .cli.refine_cmd import write_if_unchanged
+    from .refine import RefineError, RefineTarget, refine
+    from .sandbox import SandboxError
+
+    def progress(event) -> None:
+        if event.event == "round_finished":
+            terminal.write_line(f"  round {event.round}: best {event.best_passed}/{event.total} passed")
+
+    try:
+        result = refine(RefineTarget(root, group.path, group.function), group.tests, backend,
+                        sandbox=_sandbox(root, settings), budget=settings.budget, on_event=progress)
+    except (RefineError, BackendError, SandboxError) as exc:
+        terminal.write_line(f"  error: {exc}", red=True)
+        return RefineOutcome(group, False, "error")
+    counts = dict(rounds=result.rounds, passed=result.best.passed, total=result.best.total)
+    if not result.verified or not result.diff:
+        return RefineOutcome(group, result.verified, result.reason, **counts)
+    terminal.write_line(result.diff)
+    applied = settings.apply and write_if_unchanged(root / result.path, result.original, result.final)
+    if settings.apply and not applied:
+        terminal.write_line("  not applied: the file changed during the run", yellow=True)
+    return RefineOutcome(group, True, result.reason, applied=applied, **counts)
+
+
+def _table(terminal, outcomes: list[RefineOutcome]) -> None:
+    """A plain-text table: one row per refined function."""
+    header = ("function", "failing", "result", "rounds", "passed", "applied")
+    rows = [header] + [
+        (f"{o.group.path}::{o.group.function}", str(len(o.group.failing)),
+         "verified" if o.verified else f"not verified ({o.reason})", str(o.rounds),
+         f"{o.passed}/{o.total}", "yes" if o.applied else "no")
+        for o in outcomes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    terminal.write_sep("-", "editseq refine summary")
+    for row in rows:
+        terminal.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    verified = sum(o.verified for o in outcomes)
+    applied = sum(o.applied for o in outcomes)
+    terminal.write_line(f"editseq: {verified}/{len(outcomes)} function(s) verified green, {applied} applied")
