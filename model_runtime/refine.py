@@ -119,8 +119,12 @@ def refine(
     budget: RefineBudget = RefineBudget(),
     on_event: EventSink | None = None,
     cancel: threading.Event | None = None,
+    source: str | None = None,
 ) -> RefineResult:
     """Repair ``target`` until ``tests`` pass or the budget is spent (see the module docstring).
+
+    ``source`` is the file's text when it differs from the disk (an editor's
+    unsaved buffer): the loop starts from it and the tests run it.
 
     Raises :class:`RefineError` for input that can never work: no such file or
     function, no test ids, a test id that matches no test. Model errors are
@@ -132,7 +136,8 @@ def refine(
     workspace = Path(target.workspace).resolve()
     if not workspace.is_dir():
         raise RefineError(f"workspace is not a folder: {target.workspace}")
-    source = read_source(workspace, target.path)
+    if source is None:
+        source = read_source(workspace, target.path)
     function = locate_function(source, target.function, target.path)
     for test in tests:
         if not (workspace / test.split("::", 1)[0]).exists():
@@ -369,17 +374,18 @@ class _Loop:
 
     def _result(self, reason: StopReason, repairs: int, seconds: float) -> RefineResult:
         function, best = self.function, self.best
-        texts = [function.source]
-        for program in self._path(best):
+        texts, rounds = [function.source], []
+        for program, number in zip(self._path(best), self._path_rounds(best)):
             text = function.splice(program)
             if text != texts[-1]:
                 texts.append(text)
+                rounds.append(number)
         diffs = [file_diff(old, new, function.path) for old, new in zip(texts, texts[1:])]
         return RefineResult(
             path=function.path, function=function.qualname, instruction=self.instruction,
             verified=best.green, reason=reason, rounds=repairs, original=function.source, final=texts[-1],
             diffs=diffs, diff=file_diff(function.source, texts[-1], function.path), best=best,
-            trajectory=self.rounds, seconds=seconds,
+            trajectory=self.rounds, seconds=seconds, step_rounds=rounds,
         )
 
     def _path(self, candidate: CandidateRecord) -> Sequence[str]:
@@ -388,6 +394,13 @@ class _Loop:
             return self.step_programs[tuple(candidate.key)]
         parent = self.records[tuple(candidate.parent)]
         return [*self._path(parent), *self.step_programs[tuple(candidate.key)]]
+
+    def _path_rounds(self, candidate: CandidateRecord) -> Sequence[int]:
+        """The round of every step of :meth:`_path`, so each step can cite the failure that prompted it."""
+        rounds = [candidate.round] * len(self.step_programs[tuple(candidate.key)])
+        if candidate.parent is None:
+            return rounds
+        return [*self._path_rounds(self.records[tuple(candidate.parent)]), *rounds]
 
 
 def _check_test_ids(result: RunResult) -> None:

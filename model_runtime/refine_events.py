@@ -210,6 +210,9 @@ class RefineResult:
     best: CandidateRecord
     trajectory: list[RoundRecord]
     seconds: float
+    #: The round that produced each of ``diffs`` (its ``trajectory[round].feedback`` is the
+    #: failure the model was answering), so an editor can say why each step is there.
+    step_rounds: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,66 @@
+"""A run's step prefix as an LSP ``WorkspaceEdit``: versioned, annotated, in the client's units.
+
+The edit is a ``TextDocumentEdit`` pinned to the version the run started
+from, so a client applies it to that text or refuses it; every piece of it
+is an ``AnnotatedTextEdit`` naming its step, with the step's label and the
+failure or lint result behind it as the ``ChangeAnnotation``. Clients that
+declare neither versioned document changes nor annotations (Neovim 0.11
+declares neither) get plain ``changes``; the server then relies on its own
+staleness check, made just before the edit is handed out.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types as t
+
+from model_runtime.step_edits import prefix_edits
+
+from .runs import Outcome
+
+__all__ = ["prefix_title", "prefix_workspace_edit"]
+
+
+def prefix_title(outcome: Outcome, k: int) -> str:
+    """``step 1/3: ...``, ``steps 1-2/3: ...``, and for all steps ``steps 1-3, passes 5/5 tests``."""
+    n, label = outcome.steps, outcome.labels[k - 1]
+    name = outcome.request.function
+    if k < n:
+        return f"editseq: {name} step 1/{n}: {label}" if k == 1 else f"editseq: {name} steps 1-{k}/{n}: {label}"
+    steps = "step 1/1" if n == 1 else f"steps 1-{n}"
+    if not outcome.tested:
+        return f"editseq: {name} {steps}, parses (no tests run)"
+    verdict = "passes" if outcome.verified else "not verified:"
+    return f"editseq: {name} {steps}, {verdict} {outcome.passed}/{outcome.total} tests"
+
+
+def _range(r) -> t.Range:
+    return t.Range(start=t.Position(line=r.start.line, character=r.start.character),
+                   end=t.Position(line=r.end.line, character=r.end.character))
+
+
+def prefix_workspace_edit(outcome: Outcome, k: int, version: int, encoding: str,
+                          capabilities: t.ClientCapabilities) -> t.WorkspaceEdit:
+    """Steps ``1..k`` of ``outcome`` as one edit of the document at ``version``."""
+    workspace_edit = capabilities.workspace and capabilities.workspace.workspace_edit
+    versioned = bool(workspace_edit and workspace_edit.document_changes)
+    annotated = versioned and workspace_edit.change_annotation_support is not None
+    uri, n = outcome.request.uri, outcome.steps
+    pieces = prefix_edits(outcome.texts, k, encoding)
+    if not versioned:
+        return t.WorkspaceEdit(changes={uri: [t.TextEdit(range=_range(p.edit.range), new_text=p.edit.new_text)
+                                              for p in pieces]})
+    annotations = None
+    if annotated:
+        edits = [t.AnnotatedTextEdit(range=_range(p.edit.range), new_text=p.edit.new_text,
+                                     annotation_id=f"editseq-{outcome.id}-{p.step}") for p in pieces]
+        annotations = {
+            f"editseq-{outcome.id}-{j}": t.ChangeAnnotation(
+                label=f"step {j}/{n}: {outcome.labels[j - 1]}", description=outcome.reasons[j - 1],
+                needs_confirmation=False)
+            for j in sorted({p.step for p in pieces})
+        }
+    else:
+        edits = [t.TextEdit(range=_range(p.edit.range), new_text=p.edit.new_text) for p in pieces]
+    document = t.TextDocumentEdit(
+        text_document=t.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)
+    return t.WorkspaceEdit(document_changes=[document], change_annotations=annotations)

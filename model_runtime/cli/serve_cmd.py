@@ -1,0 +1,31 @@
+"""``editseq serve``: the language server, over stdio (default) or TCP.
+
+``--stdio`` is accepted and ignored: VS Code's ``TransportKind.stdio`` appends
+it, and an unknown argument would kill the server (clients.md §4.5). The
+server is imported in the handler so that ``editseq --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="run the language server (stdio by default)",
+                            description="Run the editseq language server for editors.")
+    parser.add_argument("--stdio", action="store_true", help="use stdio (the default; accepted for clients)")
+    parser.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default: 2087)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsp_server.server import build_server
+
+    server = build_server()
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
