@@ -30,11 +30,9 @@ class ModelUnavailable(Exception):
 
 
 def _backend(settings: Settings):
-    from model_runtime.backends import OpenAIBackend, OpenAIConfig, TransformersBackend, TransformersConfig
+    from model_runtime.backends import make_backend
 
-    if settings.backend == "openai":
-        return OpenAIBackend(OpenAIConfig(base_url=settings.endpoint, model=settings.model))
-    return TransformersBackend(TransformersConfig(model=settings.model, device=settings.device))
+    return make_backend(settings.backend, settings.model, endpoint=settings.endpoint, device=settings.device)
 
 
 def _explain(settings: Settings, exc: BaseException) -> str:

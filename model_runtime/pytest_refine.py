@@ -126,9 +126,9 @@ def refine_report(root: Path, report: FailureReport, settings: RefineSettings, t
 
 
 def _backend(settings: RefineSettings):
-    from .backends import TransformersBackend, TransformersConfig
+    from .backends import make_backend
 
-    return TransformersBackend(TransformersConfig(model=settings.model, device=settings.device))
+    return make_backend("transformers", settings.model, device=settings.device)
 
 
 def _sandbox(root: Path, settings: RefineSettings):

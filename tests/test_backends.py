@@ -205,3 +205,14 @@ def test_requests_are_validated():
         with pytest.raises(ValueError):
             GenerationRequest("x", **bad)
     assert GenerationRequest("x", stop="END").stop == ("END",)
+
+
+def test_make_backend_reads_settings_the_same_way_everywhere():
+    from model_runtime.backends import OpenAIBackend, TransformersBackend, make_backend
+
+    local = make_backend("transformers", "/some/folder", device="cpu")
+    assert isinstance(local, TransformersBackend)
+    remote = make_backend("openai", "lsp", endpoint="http://127.0.0.1:9/v1")
+    assert isinstance(remote, OpenAIBackend)
+    with pytest.raises(ValueError, match="unknown backend 'vllm'"):
+        make_backend("vllm", "m")

@@ -66,7 +66,27 @@ __all__ = [
     "TextEvent",
     "TransformersBackend",
     "TransformersConfig",
+    "make_backend",
 ]
+
+
+def make_backend(kind: str, model: str, *, endpoint: str = "http://127.0.0.1:8000/v1",
+                 device: str = "auto") -> Backend:
+    """The backend the CLI, the server and the pytest plugin build from their settings.
+
+    ``kind`` is ``transformers`` (``model`` is a folder or hub id, run on
+    ``device``) or ``openai`` (``model`` is the served name at ``endpoint``).
+    One function, so every front end reads the same settings the same way.
+    """
+    if kind == "openai":
+        from .openai_backend import OpenAIBackend, OpenAIConfig
+
+        return OpenAIBackend(OpenAIConfig(base_url=endpoint, model=model))
+    if kind == "transformers":
+        from .transformers_backend import TransformersBackend, TransformersConfig
+
+        return TransformersBackend(TransformersConfig(model=model, device=device))
+    raise ValueError(f"unknown backend {kind!r}; choose 'transformers' or 'openai'")
 
 
 def __getattr__(name: str):

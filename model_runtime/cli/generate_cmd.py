@@ -53,10 +53,7 @@ def run(args: argparse.Namespace) -> int:
         DoneEvent,
         EditEvent,
         GenerationRequest,
-        OpenAIBackend,
-        OpenAIConfig,
-        TransformersBackend,
-        TransformersConfig,
+        make_backend,
     )
     from model_runtime.prompts import PromptRequest, get_format
     from model_runtime.proposals import interpret_completion
@@ -74,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"editseq generate: {exc}", file=sys.stderr)
         return 2
 
-    if args.backend == "openai":
-        backend = OpenAIBackend(OpenAIConfig(base_url=args.endpoint, model=args.model))
-    else:
-        backend = TransformersBackend(TransformersConfig(model=args.model, device=args.device))
+    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
     try:
         backend.load()
         options = {}

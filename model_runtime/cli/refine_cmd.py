@@ -104,11 +104,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace):
-    from model_runtime.backends import OpenAIBackend, OpenAIConfig, TransformersBackend, TransformersConfig
+    from model_runtime.backends import make_backend
 
-    if args.backend == "openai":
-        return OpenAIBackend(OpenAIConfig(base_url=args.endpoint, model=args.model))
-    return TransformersBackend(TransformersConfig(model=args.model, device=args.device))
+    return make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
 
 
 def _apply(result) -> tuple[bool, str]:
