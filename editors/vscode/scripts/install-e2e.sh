@@ -3,7 +3,7 @@
 #   * Debian packages: chromium (headless browser), ripgrep, build-essential, libkrb5-dev, python3
 #   * code-server 4.100.3 (a real VS Code 1.100.3; the last release that runs on Node 20) from npm,
 #     installed with --ignore-scripts and its native modules rebuilt locally, because its
-#     postinstall downloads prebuilt binaries from GitHub (see /work/shared/notes/clients.md §4.3).
+#     postinstall downloads prebuilt binaries from GitHub (the team notes, clients.md §4.3).
 # Everything npm-side goes into the cache folder $EDITSEQ_E2E_CACHE
 # (default: editors/vscode/.e2e-cache). A finished install writes $CACHE/.complete; a second run
 # only checks it. Needs root (or sudo) for apt-get; set EDITSEQ_E2E_SKIP_APT=1 to skip that step.
