@@ -6,12 +6,7 @@ import argparse
 import os
 import sys
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from .arguments import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--code-field", default="response", help="field holding the program (default: response)")
     parser.add_argument("--prompt-field", default="instruction",
                         help="field holding the instruction (default: instruction)")
-    parser.add_argument("--paths-per-sample", "-s", type=_positive, default=1, metavar="N",
+    parser.add_argument("--paths-per-sample", "-s", type=positive_int, default=1, metavar="N",
                         help="independent paths per program (the paper uses 5; default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--workers", "-w", type=_positive, default=1, metavar="W",
+    parser.add_argument("--workers", "-w", type=positive_int, default=1, metavar="W",
                         help="worker processes (default: 1)")
     parser.add_argument("--linter", choices=("pyflakes", "pylint"), default="pyflakes",
                         help="pyflakes: fast, in memory (default); pylint: the paper's configuration")
-    parser.add_argument("--num-samples", "-n", type=_positive, metavar="N",
+    parser.add_argument("--num-samples", "-n", type=positive_int, metavar="N",
                         help="process only the first N programs")
     parser.add_argument("--trivia-as-candidates", action="store_true",
                         help="let comment and blank lines be picked for deletion on their own")
@@ -49,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="do not keep multi-line UPPERCASE module constants whole")
     parser.add_argument("--indent-bias", type=float, default=1.0,
                         help="weight per indentation level when picking lines (default: 1.0)")
-    parser.add_argument("--max-rounds", type=_positive, default=512,
+    parser.add_argument("--max-rounds", type=positive_int, default=512,
                         help="deletion rounds per path before the rest becomes one edit (default: 512)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from .arguments import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,29 +37,29 @@ def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, model)")
     parser.add_argument("--tokenizer-from-data", action="store_true",
                         help="with size:...: train the tokenizer on the training data, not the stdlib")
-    parser.add_argument("--vocab-size", type=_positive, default=8192,
+    parser.add_argument("--vocab-size", type=positive_int, default=8192,
                         help="with size:...: tokenizer vocabulary (default: 8192)")
     parser.add_argument("--epochs", type=float, default=2.0, help="epochs (default: 2, the paper's)")
-    parser.add_argument("--max-steps", type=_positive, metavar="N", help="optimizer steps; overrides --epochs")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="optimizer steps; overrides --epochs")
     parser.add_argument("--lr", type=float, default=3e-4,
                         help="peak learning rate (default: 3e-4; the paper uses 1e-5..5e-5 for 2B-14B models)")
-    parser.add_argument("--batch-size", type=_positive, default=8, metavar="B", help="per-device batch (default: 8)")
-    parser.add_argument("--grad-accum", type=_positive, default=1, metavar="G",
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="per-device batch (default: 8)")
+    parser.add_argument("--grad-accum", type=positive_int, default=1, metavar="G",
                         help="gradient accumulation steps (default: 1; the paper's effective batch is 512)")
-    parser.add_argument("--max-length", type=_positive, default=1024, metavar="L",
+    parser.add_argument("--max-length", type=positive_int, default=1024, metavar="L",
                         help="tokens per example, longer ones are truncated (default: 1024)")
     parser.add_argument("--loss-reduction", choices=("mean", "sum"), default="mean",
                         help="mean: per response token over each optimizer step (default); "
                              "sum: the reference code's literal sum")
-    parser.add_argument("--save-steps", type=_positive, default=500, help="checkpoint every N steps (default: 500)")
-    parser.add_argument("--save-total-limit", type=_positive, default=2,
+    parser.add_argument("--save-steps", type=positive_int, default=500, help="checkpoint every N steps (default: 500)")
+    parser.add_argument("--save-total-limit", type=positive_int, default=2,
                         help="checkpoints kept (default: 2)")
-    parser.add_argument("--logging-steps", type=_positive, default=10, help="log the loss every N steps (default: 10)")
+    parser.add_argument("--logging-steps", type=positive_int, default=10, help="log the loss every N steps (default: 10)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in --out (from the start if there is none)")
     parser.add_argument("--instruction-field", default="source_instruction",
                         help="row field holding the instruction (default: source_instruction)")
-    parser.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_lintseq)
