@@ -238,7 +238,9 @@ class PadCollator:
     """Pads a batch to its longest example: pad id in the inputs, -100 in the labels, 0 in the mask.
 
     Right padding is what training wants (positions stay 0..n for every row).
-    ``multiple_of`` rounds the width up (8 suits tensor cores on a GPU).
+    ``multiple_of`` rounds the width up (8 suits tensor cores on a GPU). An
+    example may bring its own ``attention_mask`` (CYCLE's past-generation
+    mask hides some tokens from attention); otherwise every real token is 1.
     """
 
     pad_id: int
@@ -256,5 +258,6 @@ class PadCollator:
             n = len(feature["input_ids"])
             input_ids[i, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
             labels[i, :n] = torch.tensor(feature["labels"], dtype=torch.long)
-            mask[i, :n] = 1
+            own = feature.get("attention_mask")
+            mask[i, :n] = 1 if own is None else torch.tensor(own, dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}

@@ -46,6 +46,11 @@ from .sft_data import DataError, IndexStats, LintSeqSftDataset, PadCollator, che
 
 __all__ = [
     "DEFAULT_SIZE",
+    "Prepared",
+    "check_settings",
+    "load_tokenizer",
+    "prepare",
+    "run_trainer",
     "LOSS_LOG",
     "SIZE_PREFIX",
     "SftReport",
@@ -88,8 +93,11 @@ class SftSettings:
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 1024
+    #: Below 1: a fraction of the total steps (the paper's 0.001); 1 or more: a number of steps.
     warmup_ratio: float = 0.001
     weight_decay: float = 0.01
+    #: ``linear`` (the paper's) or ``cosine`` (usual for pretraining).
+    lr_scheduler: str = "linear"
     loss_reduction: str = "mean"
     save_steps: int = 500
     save_total_limit: int | None = 2
@@ -102,6 +110,17 @@ class SftSettings:
     #: torch threads (None: torch's default). One is faster on a shared CPU.
     threads: int | None = None
     progress: bool = True
+    #: From scratch only: a tokenizer folder (``editseq train tokenizer``) instead of training one.
+    tokenizer: str | None = None
+    #: Stop (with a checkpoint) after this many minutes; ``--resume`` continues the same schedule.
+    #: How a long run is cut into chunks that each fit a time slot.
+    time_budget_minutes: float | None = None
+    #: Peak TFLOP/s of one device for the MFU figure; None: known GPUs are looked up, else no MFU.
+    peak_tflops: float | None = None
+    #: ``torch.compile`` the model (GPU runs; the first steps pay the compilation).
+    compile: bool = False
+    #: Data loader worker processes (0: in the training process).
+    dataloader_workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +140,10 @@ class SftReport:
     resumed_from: str | None
     precision: str
     log: tuple[dict, ...] = field(default=(), repr=False)
+    #: Training tokens (non-padding) per second and model FLOPs utilisation over the run (None: unknown).
+    tokens_per_second: float | None = None
+    mfu: float | None = None
+    stopped_early: bool = False
 
     @property
     def steps_per_second(self) -> float:
@@ -130,14 +153,21 @@ class SftReport:
 # -- models -------------------------------------------------------------------------------
 
 
-def model_from_scratch(size: str, settings: SftSettings):
-    """``(tokenizer, model)``: a fresh BPE and a fresh Llama of the named size."""
+def model_from_scratch(size: str, settings: SftSettings, texts=None):
+    """``(tokenizer, model)``: a fresh Llama of the named size and its tokenizer.
+
+    The tokenizer is read from ``settings.tokenizer`` when given, else trained:
+    on ``texts`` (or the LintSeq rows of ``settings.data``) with
+    ``tokenizer_from_data``, otherwise on the standard library.
+    """
     from .tiny_model import MODEL_SIZES, build_model, stdlib_sample, train_tokenizer
 
     if size not in MODEL_SIZES:
         raise TrainingError(f"unknown model size {size!r}; known: {', '.join(MODEL_SIZES)}")
+    if settings.tokenizer:
+        return (tokenizer := load_tokenizer(settings.tokenizer)), build_model(tokenizer, size, settings.seed)
     if settings.tokenizer_from_data:
-        sources = training_texts(settings.data, settings.instruction_field)
+        sources = texts if texts is not None else training_texts(settings.data, settings.instruction_field)
     else:
         sources = stdlib_sample(10**6, settings.seed)  # the whole stdlib (~11 s at 8k)
     tokenizer = train_tokenizer(sources, settings.vocab_size)
@@ -160,6 +190,23 @@ def load_model_folder(source: str):
     if tokenizer.pad_token_id is None:  # e.g. Llama: padding is masked anyway, any id will do
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
+
+
+def load_tokenizer(folder: str):
+    """A tokenizer folder (``editseq train tokenizer`` output); TrainingError if it does not load."""
+    from transformers import AutoTokenizer
+
+    if not Path(folder).is_dir():
+        raise TrainingError(f"tokenizer folder {folder} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"cannot load a tokenizer from {folder}: {' '.join(str(exc).split())[:300]}") from None
+    if tokenizer.eos_token_id is None:
+        raise TrainingError(f"the tokenizer in {folder} has no end-of-text token")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def ensure_diff_token(tokenizer, model) -> bool:
@@ -244,6 +291,7 @@ def _precision() -> str:
 def _arguments(settings: SftSettings, precision: str):
     from transformers import TrainingArguments
 
+    warmup = settings.warmup_ratio if settings.warmup_ratio < 1 else int(settings.warmup_ratio)
     return TrainingArguments(
         output_dir=settings.out,
         num_train_epochs=settings.epochs,
@@ -251,8 +299,8 @@ def _arguments(settings: SftSettings, precision: str):
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
-        lr_scheduler_type="linear",
-        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=warmup,  # a float below 1 is a ratio of the total steps
         weight_decay=settings.weight_decay,
         bf16=precision == "bf16",
         logging_steps=settings.logging_steps,
@@ -265,68 +313,103 @@ def _arguments(settings: SftSettings, precision: str):
         disable_tqdm=not settings.progress,
         remove_unused_columns=False,
         dataloader_pin_memory=precision == "bf16",
+        dataloader_num_workers=settings.dataloader_workers,
+        torch_compile=settings.compile,
+        include_num_input_tokens_seen="non_padding",
     )
 
 
-def _check(settings: SftSettings) -> None:
+def check_settings(settings: SftSettings) -> None:
+    """TrainingError for a setting no run can use, before anything slow starts."""
     if settings.loss_reduction not in ("mean", "sum"):
         raise TrainingError(f"loss_reduction must be 'mean' or 'sum', not {settings.loss_reduction!r}")
+    if settings.lr_scheduler not in ("linear", "cosine", "constant_with_warmup"):
+        raise TrainingError(f"lr_scheduler must be linear, cosine or constant_with_warmup, not {settings.lr_scheduler!r}")
     for name in ("batch_size", "grad_accum", "max_length", "save_steps", "logging_steps"):
         if getattr(settings, name) < 1:
             raise TrainingError(f"{name} must be at least 1")
     if settings.max_steps <= 0 and settings.epochs <= 0:
         raise TrainingError("give a positive number of epochs or max_steps")
+    if settings.time_budget_minutes is not None and settings.time_budget_minutes <= 0:
+        raise TrainingError("time_budget_minutes must be positive")
 
 
-def _tokenizer_and_model(settings: SftSettings, resume_from: str | None):
-    """From the checkpoint when resuming (same tokenizer, same shape), else as ``settings.model`` says."""
-    if resume_from:
-        return load_model_folder(resume_from)
-    size = _parse_model(settings.model)
-    return model_from_scratch(size, settings) if size is not None else load_model_folder(settings.model)
+@dataclass(slots=True)
+class Prepared:
+    """What a run starts from: tokenizer and model (``<|diff|>`` ensured), and the checkpoint resumed."""
+
+    tokenizer: object
+    model: object
+    resume_from: str | None
+    added_diff_token: bool
 
 
-def train_lintseq_sft(settings: SftSettings) -> SftReport:
-    """Fine-tune on ``editseq lintseq`` rows and save model + tokenizer into ``settings.out``.
+def prepare(settings: SftSettings, texts=None) -> Prepared:
+    """Check the settings, set threads, find the checkpoint to resume, load or build the model.
 
-    The result loads with ``TransformersBackend(out)``. Checkpoints
-    (``checkpoint-N``) hold the model, tokenizer, optimizer, scheduler and RNG
-    states, so ``resume`` continues the same run: same global step, same
-    schedule.
+    Shared by every training job (LintSeq SFT, pretraining, CYCLE): when
+    resuming, tokenizer and model come from the checkpoint (same shape, same
+    vocabulary); otherwise as ``settings.model`` says. ``texts`` feeds a
+    from-scratch tokenizer trained on the data (``tokenizer_from_data``).
     """
     import torch
-    from transformers import Trainer
 
-    start = time.perf_counter()
-    _check(settings)
-    try:
-        check_files(settings.data)  # before the tokenizer or model, which can take a while
-    except DataError as exc:
-        raise TrainingError(str(exc)) from None
+    check_settings(settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     out = Path(settings.out)
     resume_from = last_checkpoint(out) if settings.resume else None
     if settings.resume and resume_from is None:
         print(f"no checkpoint in {out}; starting from the beginning", file=sys.stderr)
-    try:
-        tokenizer, model = _tokenizer_and_model(settings, resume_from)
-        added = ensure_diff_token(tokenizer, model)
-        dataset = LintSeqSftDataset(settings.data, tokenizer, settings.max_length, settings.instruction_field)
-    except DataError as exc:
-        raise TrainingError(str(exc)) from None
+    if resume_from:
+        tokenizer, model = load_model_folder(resume_from)
+    else:
+        size = _parse_model(settings.model)
+        tokenizer, model = (model_from_scratch(size, settings, texts) if size is not None
+                            else load_model_folder(settings.model))
+    added = ensure_diff_token(tokenizer, model)
+    return Prepared(tokenizer, model, resume_from, added)
+
+
+def run_trainer(settings: SftSettings, prepared: Prepared, dataset, *, stats=None, collator=None,
+                seq_len: int | None = None) -> SftReport:
+    """Train ``prepared.model`` on ``dataset`` with the HF Trainer; save model + tokenizer in ``settings.out``.
+
+    ``dataset`` is map-style, its items ``input_ids``/``labels`` (and
+    optionally ``attention_mask``, e.g. CYCLE's past-generation mask);
+    ``collator`` defaults to :class:`~model_runtime.sft_data.PadCollator`.
+    Checkpoints (``checkpoint-N``) hold model, tokenizer, optimizer,
+    scheduler and RNG states, so ``resume`` continues the same run. The loss
+    log (:data:`LOSS_LOG`) carries tokens/s and, where the device's peak is
+    known, MFU at every logging step (``seq_len``, default ``max_length``, is
+    the sequence length the attention FLOPs are counted at).
+    """
+    from transformers import Trainer
+
+    from .throughput import ThroughputCallback, TimeBudgetCallback
+
+    start = time.perf_counter()
+    out = Path(settings.out)
+    tokenizer, model = prepared.tokenizer, prepared.model
     precision = _precision()
+    collator = collator or PadCollator(tokenizer.pad_token_id, 8 if precision == "bf16" else 1)
+    throughput = ThroughputCallback(model, seq_len or settings.max_length, settings.peak_tflops)
+    callbacks = [throughput, _log_callback(out)]
+    budget = None
+    if settings.time_budget_minutes is not None:
+        budget = TimeBudgetCallback(settings.time_budget_minutes * 60)
+        callbacks.append(budget)
     trainer = Trainer(
         model=model,
         args=_arguments(settings, precision),
         train_dataset=dataset,
-        data_collator=PadCollator(tokenizer.pad_token_id, 8 if precision == "bf16" else 1),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_loss_func=summed_loss if settings.loss_reduction == "sum" else None,
-        callbacks=[_log_callback(out)],
+        callbacks=callbacks,
     )
     train_start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train(resume_from_checkpoint=prepared.resume_from)
     train_seconds = time.perf_counter() - train_start
     trainer.save_model(str(out))  # model + tokenizer, what TransformersBackend loads
     history = tuple(trainer.state.log_history)
@@ -336,14 +419,32 @@ def train_lintseq_sft(settings: SftSettings) -> SftReport:
         out=out,
         parameters=model.num_parameters(),
         examples=len(dataset),
-        data=dataset.stats,
+        data=stats if stats is not None else getattr(dataset, "stats", None),
         global_step=trainer.state.global_step,
         first_loss=losses[0] if losses else None,
         last_loss=losses[-1] if losses else None,
         seconds=time.perf_counter() - start,
         train_seconds=train_seconds,
-        added_diff_token=added,
-        resumed_from=resume_from,
+        added_diff_token=prepared.added_diff_token,
+        resumed_from=prepared.resume_from,
         precision=precision,
         log=history,
+        tokens_per_second=throughput.overall_tokens_per_second(),
+        mfu=throughput.overall_mfu(),
+        stopped_early=bool(budget and budget.fired),
     )
+
+
+def train_lintseq_sft(settings: SftSettings) -> SftReport:
+    """Fine-tune on ``editseq lintseq`` rows and save model + tokenizer into ``settings.out``.
+
+    The result loads with ``TransformersBackend(out)``.
+    """
+    check_settings(settings)
+    try:
+        check_files(settings.data)  # before the tokenizer or model, which can take a while
+        prepared = prepare(settings)
+        dataset = LintSeqSftDataset(settings.data, prepared.tokenizer, settings.max_length, settings.instruction_field)
+    except DataError as exc:
+        raise TrainingError(str(exc)) from None
+    return run_trainer(settings, prepared, dataset)

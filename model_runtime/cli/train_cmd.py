@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import train_pretrain_cmd
 from .arguments import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train models (LintSeq fine-tuning)",
+    parser = sub.add_parser("train", help="train models (tokenizer, pretraining, LintSeq SFT, CYCLE, export)",
                             description="Train models on this machine.")
     jobs = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     _register_lintseq(jobs)
+    train_pretrain_cmd.register_jobs(jobs)
 
 
 def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
@@ -62,6 +64,9 @@ def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--tokenizer", metavar="DIR",
+                        help="with size:...: a tokenizer folder (`editseq train tokenizer`) instead of training one")
+    train_pretrain_cmd.add_run_flags(parser)
     parser.set_defaults(handler=run_lintseq)
 
 
@@ -75,17 +80,14 @@ def run_lintseq(args: argparse.Namespace) -> int:
         loss_reduction=args.loss_reduction, save_steps=args.save_steps, save_total_limit=args.save_total_limit,
         logging_steps=args.logging_steps, resume=args.resume, seed=args.seed,
         instruction_field=args.instruction_field, threads=args.threads, progress=not args.quiet,
+        tokenizer=args.tokenizer, **train_pretrain_cmd.run_settings(args),
     )
     try:
         report = train_lintseq_sft(settings)
     except TrainingError as exc:
         print(f"editseq train lintseq: {exc}", file=sys.stderr)
         return 2
-    resumed = f", resumed from {report.resumed_from}" if report.resumed_from else ""
-    loss = (f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}"
-            if report.first_loss is not None else "no loss logged")
-    print(f"train lintseq: {report.examples} examples ({report.data.truncated} truncated, "
-          f"{report.data.dropped_long_prompt} dropped), {report.parameters / 1e6:.2f}M parameters, "
-          f"step {report.global_step}{resumed}, {loss}, {report.steps_per_second:.2f} steps/s, "
-          f"{report.precision}; model in {report.out}")
+    data = (f"{report.examples} examples ({report.data.truncated} truncated, "
+            f"{report.data.dropped_long_prompt} dropped)")
+    print(train_pretrain_cmd.summary_line("lintseq", report, data))
     return 0
