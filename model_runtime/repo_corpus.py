@@ -11,7 +11,14 @@ the program stands on its own and lints clean.
 
 Files are those git would track: ``git ls-files`` where the folder is in a
 work tree, otherwise a walk that honours every ``.gitignore`` on the way
-(pathspec's gitignore rules).
+(pathspec's gitignore rules). Installed code (the standard library,
+site-packages) is walked without asking git, since an interpreter may live
+inside an unrelated work tree that ignores it (pyenv's checkout does), with
+extra folders skipped (tests, demos).
+
+A definition whose signature and docstring alone exceed the instruction's
+token budget is skipped and counted: cutting its docstring would ask for a
+different function.
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ import os
 import subprocess
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .lintseq import SkipReason
 from .lintseq_data import Program
 
-__all__ = ["RepoScan", "extract_pairs", "iter_python_files", "repo_programs"]
+__all__ = ["RepoScan", "extract_pairs", "iter_python_files", "read_source", "repo_programs"]
 
 #: Token budget (estimated) of a function's instruction; context beyond it is dropped.
 INSTRUCTION_TOKENS = 512
@@ -35,14 +42,30 @@ INSTRUCTION_TOKENS = 512
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".tox", ".nox"}
 
 
-def iter_python_files(root: str | os.PathLike) -> list[Path]:
-    """Python files under ``root`` that are not ignored, as paths relative to ``root``, sorted."""
+def iter_python_files(
+    root: str | os.PathLike,
+    *,
+    use_git: bool = True,
+    skip_dirs: Collection[str] = (),
+    skip_file: Callable[[str], bool] | None = None,
+) -> list[Path]:
+    """Python files under ``root`` that are not ignored, as paths relative to ``root``, sorted.
+
+    ``use_git=False`` always walks (still honouring ``.gitignore`` files).
+    ``skip_dirs`` are folder names never entered and ``skip_file`` rejects
+    file names; both apply to the walk and to git's list alike.
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"not a directory: {root}")
-    files = _git_files(root)
+    skip_dirs = frozenset(skip_dirs)
+    files = _git_files(root) if use_git else None
     if files is None:
-        files = _walk_files(root)
+        files = _walk_files(root, skip_dirs)
+    elif skip_dirs:
+        files = [f for f in files if not skip_dirs.intersection(f.parts[:-1])]
+    if skip_file is not None:
+        files = [f for f in files if not skip_file(f.name)]
     return sorted(files)
 
 
@@ -68,7 +91,7 @@ def _git_files(root: Path) -> list[Path] | None:
     return [Path(n) for n in names if (root / n).is_file()]
 
 
-def _walk_files(root: Path) -> list[Path]:
+def _walk_files(root: Path, skip_dirs: frozenset[str] = frozenset()) -> list[Path]:
     from pathspec import GitIgnoreSpec
 
     found: list[Path] = []
@@ -96,7 +119,7 @@ def _walk_files(root: Path) -> list[Path]:
                 pass
         dirnames[:] = sorted(
             d for d in dirnames
-            if d not in _ALWAYS_SKIPPED_DIRS
+            if d not in _ALWAYS_SKIPPED_DIRS and d not in skip_dirs
             and not (Path(dirpath) / d / "pyvenv.cfg").exists()
             and not ignored(rel_dir / d, True)
         )
@@ -113,16 +136,20 @@ class RepoScan:
     files: int = 0
     pairs: int = 0
     skipped_files: Counter = field(default_factory=Counter)
+    #: Documented definitions left out, by reason (``instruction-too-long``).
+    skipped_definitions: Counter = field(default_factory=Counter)
 
 
-def extract_pairs(source: str) -> Iterator[tuple[str, str, str]]:
+def extract_pairs(source: str, skipped: Counter | None = None) -> Iterator[tuple[str, str, str]]:
     """``(qualified name, instruction, program)`` for each documented definition in ``source``.
 
     Raises ``libcst.ParserSyntaxError`` for a file that does not parse.
+    Functions whose signature and docstring exceed :data:`INSTRUCTION_TOKENS`
+    are left out and counted in ``skipped`` as ``instruction-too-long``.
     """
     import libcst as cst
 
-    from .instruction import InstructionBuilder
+    from .instruction import InstructionBuilder, InstructionTooLong
 
     module = cst.parse_module(source)
     builder = InstructionBuilder(module)
@@ -149,8 +176,14 @@ def extract_pairs(source: str) -> Iterator[tuple[str, str, str]]:
                 else:
                     # The same instruction the editor builds at inference time, so
                     # a model tuned on this data sees prompts shaped like its users'.
-                    instruction = builder.build(name, max_tokens=INSTRUCTION_TOKENS).text
-                yield name, instruction, program
+                    try:
+                        instruction = builder.build(name, max_tokens=INSTRUCTION_TOKENS).text
+                    except InstructionTooLong:
+                        instruction = None
+                        if skipped is not None:
+                            skipped["instruction-too-long"] += 1
+                if instruction is not None:
+                    yield name, instruction, program
             if isinstance(stmt, cst.ClassDef) and isinstance(stmt.body, cst.IndentedBlock):
                 yield from visit(stmt.body.body, name + ".")
 
@@ -225,6 +258,23 @@ def _identifiers(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
 
 
+def read_source(path: str | os.PathLike) -> tuple[str | None, str | None]:
+    """``(text, None)`` for a readable UTF-8 text file, else ``(None, reason)``.
+
+    Reasons: ``unreadable``, ``binary`` (a NUL byte), ``non-utf8``.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None, "unreadable"
+    if b"\x00" in data:
+        return None, SkipReason.BINARY.value
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, SkipReason.NON_UTF8.value
+
+
 def repo_programs(root: str | os.PathLike, scan: RepoScan | None = None) -> Iterator[Program]:
     """Stream the repository's documented definitions as :class:`Program` rows.
 
@@ -238,21 +288,12 @@ def repo_programs(root: str | os.PathLike, scan: RepoScan | None = None) -> Iter
     index = 0
     for rel in iter_python_files(root):
         scan.files += 1
-        try:
-            data = (root / rel).read_bytes()
-        except OSError:
-            scan.skipped_files["unreadable"] += 1
-            continue
-        if b"\x00" in data:
-            scan.skipped_files[SkipReason.BINARY.value] += 1
+        source, reason = read_source(root / rel)
+        if source is None:
+            scan.skipped_files[reason] += 1
             continue
         try:
-            source = data.decode("utf-8")
-        except UnicodeDecodeError:
-            scan.skipped_files[SkipReason.NON_UTF8.value] += 1
-            continue
-        try:
-            pairs = list(extract_pairs(source))
+            pairs = list(extract_pairs(source, scan.skipped_definitions))
         except (cst.ParserSyntaxError, RecursionError):
             scan.skipped_files[SkipReason.SYNTAX_ERROR.value] += 1
             continue

@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import eval_cmd, generate_cmd, lintseq_cmd, refine_cmd, serve_cmd, train_cmd
+from . import corpus_cmd, eval_cmd, generate_cmd, lintseq_cmd, refine_cmd, serve_cmd, train_cmd
 
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules; each has ``register(subparsers)``.
-SUBCOMMANDS = (lintseq_cmd, generate_cmd, refine_cmd, serve_cmd, train_cmd, eval_cmd)
+SUBCOMMANDS = (lintseq_cmd, generate_cmd, refine_cmd, serve_cmd, train_cmd, eval_cmd, corpus_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
