@@ -5,7 +5,9 @@ report (:mod:`model_runtime.failure_report`) at the end of every run, for the
 language server to turn into diagnostics. ``--editseq-refine`` also runs the
 refinement loop on the function under test of each failing test after the
 run (:mod:`model_runtime.pytest_refine`), and ``--editseq-apply`` writes the
-verified fixes.
+verified fixes. The model runs in-process, or behind an OpenAI-compatible
+endpoint (vLLM) with ``--editseq-backend openai --editseq-endpoint URL``
+(or the ``editseq_backend`` / ``editseq_endpoint`` ini options).
 
 pytest imports this module in every run once the package is installed, even
 when nothing asks for it, so it imports only pytest and the standard library
@@ -33,6 +35,9 @@ from pathlib import Path
 import pytest
 
 SANDBOX_ENV = "EDITSEQ_SANDBOX"
+#: ``--editseq-backend``'s choices and ``--editseq-endpoint``'s default: those of ``editseq refine``.
+BACKENDS = ("transformers", "openai")
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,7 +49,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--editseq-apply", action="store_true", default=False,
                     help="with --editseq-refine: write each verified fix (only if the file is unchanged)")
     group.addoption("--editseq-model", default=None, metavar="MODEL",
-                    help="model folder or hub id for --editseq-refine (default: the editseq_model ini option)")
+                    help="model folder or hub id (transformers), or the served model name (openai), for "
+                         "--editseq-refine (default: the editseq_model ini option)")
+    group.addoption("--editseq-backend", default=None, choices=BACKENDS,
+                    help="run the model in-process (transformers) or through an OpenAI-compatible endpoint "
+                         "such as vLLM's (openai) (default: the editseq_backend ini option, else transformers)")
+    group.addoption("--editseq-endpoint", default=None, metavar="URL",
+                    help="base URL of the OpenAI-compatible server (openai backend; default: the "
+                         f"editseq_endpoint ini option, else {DEFAULT_ENDPOINT})")
     group.addoption("--editseq-rounds", type=int, default=4, metavar="N", help="repair rounds after round 0 (4)")
     group.addoption("--editseq-candidates", type=int, default=1, metavar="K", help="candidates per round (1)")
     group.addoption("--editseq-timeout", type=float, default=None, metavar="SECONDS",
@@ -54,6 +66,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--editseq-device", default="auto", help="auto (cuda, then mps, then cpu) or a torch device")
     parser.addini("editseq", type="bool", default=False, help="write the editseq failure report on every run")
     parser.addini("editseq_model", default="", help="model for --editseq-refine")
+    parser.addini("editseq_backend", default="", help="backend for --editseq-refine: transformers or openai")
+    parser.addini("editseq_endpoint", default="", help="OpenAI-compatible server for --editseq-backend openai")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,7 +14,11 @@ the loop started from. Fixes are applied as they come, so a later function of
 the same file is refined on top of an earlier fix.
 
 The model loads once, on the first function, and only here: a run that finds
-nothing to refine never imports torch.
+nothing to refine never imports torch. With ``--editseq-backend openai`` the
+model is served elsewhere (vLLM, or ``python -m model_runtime.openai_server``)
+and loading only checks that the endpoint answers and serves the model. A
+model or endpoint that cannot be used is reported once, and every function
+gets an ``error`` row.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class RefineSettings:
     timeout: float | None
     device: str = "auto"
     apply: bool = False
+    backend: str = "transformers"
+    endpoint: str = "http://127.0.0.1:8000/v1"
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,23 @@ class RefineOutcome:
 
 
 def settings_from_config(config: pytest.Config) -> RefineSettings:
-    """Checked at configure time: a missing model or a bad number fails before any test runs."""
+    """Checked at configure time: a missing model, a bad backend or a bad number fails before any test runs.
+
+    The endpoint itself is first contacted when refinement starts (a run with
+    nothing to refine needs no server).
+    """
+    from .pytest_plugin import BACKENDS, DEFAULT_ENDPOINT
+
     model = config.getoption("editseq_model") or config.getini("editseq_model")
     if not model:
         raise pytest.UsageError("--editseq-refine needs a model: --editseq-model or the editseq_model ini option")
+    backend = config.getoption("editseq_backend") or config.getini("editseq_backend").strip() or "transformers"
+    if backend not in BACKENDS:
+        raise pytest.UsageError(f"editseq: the editseq_backend ini option must be one of {', '.join(BACKENDS)}, "
+                                f"got {backend!r}")
+    endpoint = config.getoption("editseq_endpoint") or config.getini("editseq_endpoint").strip() or DEFAULT_ENDPOINT
+    if not endpoint.startswith(("http://", "https://")):
+        raise pytest.UsageError(f"editseq: the endpoint must be an http:// or https:// URL, got {endpoint!r}")
     local = config.rootpath / model
     timeout = config.getoption("editseq_timeout")
     try:
@@ -81,9 +100,11 @@ def settings_from_config(config: pytest.Config) -> RefineSettings:
         )
     except ValueError as exc:
         raise pytest.UsageError(f"editseq: {exc}") from None
+    if backend == "transformers" and not os.path.isabs(model) and local.exists():
+        model = str(local)  # a folder relative to the rootdir; a served name is passed as given
     return RefineSettings(
-        model=str(local) if not os.path.isabs(model) and local.exists() else model, budget=budget,
-        timeout=timeout, device=config.getoption("editseq_device"), apply=config.getoption("editseq_apply"),
+        model=model, budget=budget, timeout=timeout, device=config.getoption("editseq_device"),
+        apply=config.getoption("editseq_apply"), backend=backend, endpoint=endpoint,
     )
 
 
@@ -112,14 +133,24 @@ def refine_report(root: Path, report: FailureReport, settings: RefineSettings, t
     terminal.write_sep("=", "editseq refine")
     for node in orphans:
         terminal.write_line(f"{node}: no function under test in the workspace, not refined")
-    outcomes, backend = [], None
-    for group in groups:
-        terminal.write_line(f"{group.path}::{group.function}: refining for {len(group.failing)} failing test(s), "
-                            f"{len(group.tests)} run")
-        if backend is None:
-            backend = _backend(settings)
-        outcome = _refine_one(root, group, settings, backend, terminal)
-        outcomes.append(outcome)
+    outcomes, backend, unusable = [], None, None
+    try:
+        for group in groups:
+            terminal.write_line(f"{group.path}::{group.function}: refining for {len(group.failing)} failing "
+                                f"test(s), {len(group.tests)} run")
+            if backend is None:
+                backend = _backend(settings)
+                unusable = _load(backend, settings)
+                if unusable is not None:
+                    terminal.write_line(f"  error: {unusable}", red=True)
+            if unusable is not None:  # said once; every function is an error row, not a retry
+                outcomes.append(RefineOutcome(group, False, "error"))
+                continue
+            outcomes.append(_refine_one(root, group, settings, backend, terminal))
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
     if outcomes:
         _table(terminal, outcomes)
     return outcomes
@@ -128,7 +159,20 @@ def refine_report(root: Path, report: FailureReport, settings: RefineSettings, t
 def _backend(settings: RefineSettings):
     from .backends import make_backend
 
-    return make_backend("transformers", settings.model, device=settings.device)
+    return make_backend(settings.backend, settings.model, endpoint=settings.endpoint, device=settings.device)
+
+
+def _load(backend, settings: RefineSettings) -> str | None:
+    """Load the model, or check the endpoint, once: ``None``, or why the backend cannot be used."""
+    from .backends import BackendError, EndpointUnreachable
+
+    try:
+        backend.load()
+    except EndpointUnreachable as exc:
+        return f"cannot reach the OpenAI-compatible endpoint {settings.endpoint} (--editseq-endpoint): {exc}"
+    except BackendError as exc:
+        return f"the {settings.backend} backend cannot be used: {exc}"
+    return None
 
 
 def _sandbox(root: Path, settings: RefineSettings):

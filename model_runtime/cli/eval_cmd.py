@@ -16,15 +16,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Sample a LintSeq model on HumanEval (HumanEvalPack-style instructions), run every program "
             "in the sandbox and report unbiased pass@k; with --refine-rounds, also CYCLE refine chains at "
-            "the same number of samples per problem, with the tokens each arm spent. --samples scores "
+            "the same number of samples per problem, with the tokens each arm spent. The model runs "
+            "in-process (--backend transformers) or behind an OpenAI-compatible endpoint such as vLLM's "
+            "(--backend openai --endpoint URL, --model the served name). --samples scores "
             "given completions instead. Writes summary.json, results.jsonl, table.md and pass_at_k.png "
-            "into --out."
+            "into --out. Exit status 2: bad input, or a model or endpoint that cannot be used."
         ),
     )
     source = humaneval.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="model folder or hub id (transformers backend)")
+    source.add_argument("--model",
+                        help="model folder or hub id (transformers), or the served model name (openai)")
     source.add_argument("--samples", type=Path,
                         help="JSONL of {task_id, completion} (appended to the prompt) or {task_id, program}")
+    humaneval.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
+                           help="run --model in-process (transformers, default) or through an "
+                                "OpenAI-compatible endpoint (openai)")
+    humaneval.add_argument("--endpoint", default="http://127.0.0.1:8000/v1",
+                           help="base URL of the OpenAI-compatible server (openai backend)")
     humaneval.add_argument("--n", type=int, default=1, help="samples per problem (default: 1)")
     humaneval.add_argument("--temperature", type=float, default=None,
                            help="sampling temperature (default: 0, greedy, for --n 1; else 0.8)")
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1", 2)
+    if args.samples is not None and args.backend != "transformers":
+        return _fail("--backend openai samples a served model: give --model (the served name), not --samples", 2)
     try:
         if args.samples is not None:
             total = sum(len(v) for v in read_samples(args.samples).values())
@@ -80,12 +90,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace, settings, evaluate_model, tqdm):
-    from model_runtime.backends import BackendError, TransformersBackend, TransformersConfig
+    from model_runtime.backends import BackendError, EndpointUnreachable, make_backend
 
-    backend = TransformersBackend(TransformersConfig(model=args.model, device=args.device))
+    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
     try:
-        backend.load()
+        backend.load()  # openai: checks that the endpoint answers and serves --model
         with tqdm(total=args.limit or 164, unit="problem", desc="humaneval", disable=args.no_progress) as bar:
             return evaluate_model(backend, settings, limit=args.limit, progress=bar.update)
+    except EndpointUnreachable as exc:
+        raise ValueError(f"cannot reach the OpenAI-compatible endpoint {args.endpoint} (--endpoint): {exc}") from None
     except BackendError as exc:
         raise ValueError(f"model error: {exc}") from None
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
