@@ -289,6 +289,12 @@ class Executor:
         run = self.sandbox.run([TEST_ID], problem_files(problem, program, self.timeout_s), cancel=cancel)
         return classify(problem.task_id, run)
 
+    def check(self, problem: Problem, program: str,
+              cancel: threading.Event | None = None) -> tuple[Execution, RunResult]:
+        """:meth:`run`, also returning the sandbox's :class:`RunResult` (for execution feedback)."""
+        run = self.sandbox.run([TEST_ID], problem_files(problem, program, self.timeout_s), cancel=cancel)
+        return classify(problem.task_id, run), run
+
     def pool(self):
         """A thread pool of ``workers`` threads, for callers that submit runs as they go."""
         from concurrent.futures import ThreadPoolExecutor

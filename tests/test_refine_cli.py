@@ -119,3 +119,19 @@ def test_apply_refuses_a_file_that_changed_since_the_run_started(tmp_path):
     assert write_if_unchanged(path, CLAMP, CLAMP_FIXED)
     assert path.read_text() == CLAMP_FIXED and path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["clamp.py"]
+
+
+def test_trajectory_file_feeds_cycle_collection(workspace, capsys):
+    """`--trajectory` writes the whole run; a verified run becomes CYCLE repair rows, one per round."""
+    write_workspace(workspace, "clamp")
+    trajectory = workspace / "runs" / "clamp.json"
+    assert _refine("clamp.py::clamp", ["tests/test_clamp.py"], repair_model(), "--trajectory", str(trajectory)) == 0
+    data = json.loads(trajectory.read_text())
+    assert data["verified"] and data["final"] == CLAMP_FIXED and len(data["trajectory"]) == 3
+    assert (workspace / "clamp.py").read_text() == CLAMP  # no --apply: the file is untouched
+    capsys.readouterr()
+    rows_file = workspace / "cycle.jsonl"
+    assert main(["train", "cycle-collect", "--trajectories", str(trajectory), "--out", str(rows_file)]) == 0
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert len(rows) == 2 and {row["kind"] for row in rows} == {"repair"}
+    assert all(row["feedback"] and row["good"].startswith("def clamp") for row in rows)

@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="interpreter for the tests (default: the workspace's .venv/venv, else PATH's)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    parser.add_argument("--trajectory", metavar="FILE", type=Path,
+                        help="write the whole run (every round's prompt, code, feedback and candidates) as JSON; "
+                             "`editseq train cycle-collect --trajectories` turns verified runs into CYCLE data")
     parser.add_argument("--apply", action="store_true",
                         help="write the result to the file, only if verified green and the file is unchanged")
     parser.set_defaults(handler=run)
@@ -99,8 +102,21 @@ def run(args: argparse.Namespace) -> int:
     except (RefineError, BackendError) as exc:
         return _fail(str(exc))
     applied, why = _apply(result) if args.apply else (False, "")
+    if args.trajectory is not None:
+        try:
+            _write_json(args.trajectory, result.to_dict())
+        except OSError as exc:
+            print(f"editseq refine: cannot write the trajectory to {args.trajectory}: {exc}", file=sys.stderr)
     printer.finish(result, applied, why)
     return EXIT_VERIFIED if result.verified else EXIT_NOT_VERIFIED
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically: a reader never sees half a trajectory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _backend(args: argparse.Namespace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import train_pretrain_cmd
+from . import train_cycle_cmd, train_pretrain_cmd
 from .arguments import positive_int
 
 
@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     _register_lintseq(jobs)
     train_pretrain_cmd.register_jobs(jobs)
+    train_cycle_cmd.register_jobs(jobs)
 
 
 def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
@@ -41,6 +42,15 @@ def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
                         help="with size:...: train the tokenizer on the training data, not the stdlib")
     parser.add_argument("--vocab-size", type=positive_int, default=8192,
                         help="with size:...: tokenizer vocabulary (default: 8192)")
+    add_sft_flags(parser)
+    parser.add_argument("--tokenizer", metavar="DIR",
+                        help="with size:...: a tokenizer folder (`editseq train tokenizer`) instead of training one")
+    train_pretrain_cmd.add_run_flags(parser)
+    parser.set_defaults(handler=run_lintseq)
+
+
+def add_sft_flags(parser: argparse.ArgumentParser) -> None:
+    """The fine-tuning flags `train lintseq` and `train cycle` share (see :func:`sft_flag_settings`)."""
     parser.add_argument("--epochs", type=float, default=2.0, help="epochs (default: 2, the paper's)")
     parser.add_argument("--max-steps", type=positive_int, metavar="N", help="optimizer steps; overrides --epochs")
     parser.add_argument("--lr", type=float, default=3e-4,
@@ -64,10 +74,15 @@ def _register_lintseq(jobs: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    parser.add_argument("--tokenizer", metavar="DIR",
-                        help="with size:...: a tokenizer folder (`editseq train tokenizer`) instead of training one")
-    train_pretrain_cmd.add_run_flags(parser)
-    parser.set_defaults(handler=run_lintseq)
+
+
+def sft_flag_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~model_runtime.training.SftSettings` fields of :func:`add_sft_flags`."""
+    return dict(epochs=args.epochs, max_steps=args.max_steps or -1, learning_rate=args.lr, batch_size=args.batch_size,
+                grad_accum=args.grad_accum, max_length=args.max_length, loss_reduction=args.loss_reduction,
+                save_steps=args.save_steps, save_total_limit=args.save_total_limit,
+                logging_steps=args.logging_steps, resume=args.resume, seed=args.seed,
+                instruction_field=args.instruction_field, threads=args.threads, progress=not args.quiet)
 
 
 def run_lintseq(args: argparse.Namespace) -> int:
@@ -75,12 +90,8 @@ def run_lintseq(args: argparse.Namespace) -> int:
 
     settings = SftSettings(
         data=tuple(args.data), model=args.model, out=args.out, tokenizer_from_data=args.tokenizer_from_data,
-        vocab_size=args.vocab_size, epochs=args.epochs, max_steps=args.max_steps or -1, learning_rate=args.lr,
-        batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
-        loss_reduction=args.loss_reduction, save_steps=args.save_steps, save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps, resume=args.resume, seed=args.seed,
-        instruction_field=args.instruction_field, threads=args.threads, progress=not args.quiet,
-        tokenizer=args.tokenizer, **train_pretrain_cmd.run_settings(args),
+        vocab_size=args.vocab_size, tokenizer=args.tokenizer, **sft_flag_settings(args),
+        **train_pretrain_cmd.run_settings(args),
     )
     try:
         report = train_lintseq_sft(settings)
