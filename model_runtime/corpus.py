@@ -144,6 +144,10 @@ class CorpusOptions:
     problem_timeout_s: float = DEFAULT_TIMEOUT_S
     workers: int = 1
     seed: int = 0
+    #: Estimated-token budget of a function's instruction (signature, docstring, then context).
+    #: Small models trained on short contexts want less; a function whose signature and
+    #: docstring alone exceed it is skipped.
+    instruction_tokens: int = 512
 
     @property
     def want_problems(self) -> bool:
@@ -247,21 +251,21 @@ class _FileScan:
     rejected: Counter = field(default_factory=Counter)
 
 
-def _scan_file(task: tuple[str, str, bool]) -> _FileScan:
+def _scan_file(task: tuple[str, str, bool, int]) -> _FileScan:
     """Read, parse and mine one file; every failure becomes a counted skip, never an exception."""
     import libcst as cst
 
     from .doctest_problems import doctest_problems
     from .repo_corpus import extract_pairs, read_source
 
-    label, path, want_problems = task
+    label, path, want_problems, instruction_tokens = task
     scan = _FileScan(label)
     text, reason = read_source(path)
     if text is None:
         scan.skip = reason
         return scan
     try:
-        scan.pairs = list(extract_pairs(text, scan.skipped_definitions))
+        scan.pairs = list(extract_pairs(text, scan.skipped_definitions, instruction_tokens))
     except (cst.ParserSyntaxError, RecursionError):
         scan.skip = "syntax-error"
         return scan
@@ -278,7 +282,7 @@ def _scan_file(task: tuple[str, str, bool]) -> _FileScan:
     return scan
 
 
-def _scan_all(tasks: Sequence[tuple[str, str, bool]], workers: int) -> Iterator[_FileScan]:
+def _scan_all(tasks: Sequence[tuple[str, str, bool, int]], workers: int) -> Iterator[_FileScan]:
     """Scans in task order, on ``workers`` processes (in this process for one)."""
     if workers <= 1:
         for task in tasks:
@@ -448,7 +452,8 @@ def _scan_into(chosen, options: CorpusOptions, decontaminator, report: CorpusRep
     for funnel in (report.pairs, report.pretrain):
         for step in ("too-small", "too-large", "contaminated", EXACT, NEAR):
             funnel.step(step)
-    tasks = [(f"{source.name}/{rel.as_posix()}", str(source.root / rel), options.want_problems)
+    tasks = [(f"{source.name}/{rel.as_posix()}", str(source.root / rel), options.want_problems,
+              options.instruction_tokens)
              for source, rel in chosen]
     advance = progress("files", len(tasks)) if progress else None
     candidates: list[Problem] = []

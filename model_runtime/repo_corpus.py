@@ -140,12 +140,14 @@ class RepoScan:
     skipped_definitions: Counter = field(default_factory=Counter)
 
 
-def extract_pairs(source: str, skipped: Counter | None = None) -> Iterator[tuple[str, str, str]]:
+def extract_pairs(source: str, skipped: Counter | None = None,
+                  instruction_tokens: int = INSTRUCTION_TOKENS) -> Iterator[tuple[str, str, str]]:
     """``(qualified name, instruction, program)`` for each documented definition in ``source``.
 
     Raises ``libcst.ParserSyntaxError`` for a file that does not parse.
-    Functions whose signature and docstring exceed :data:`INSTRUCTION_TOKENS`
-    are left out and counted in ``skipped`` as ``instruction-too-long``.
+    Functions whose signature and docstring exceed ``instruction_tokens``
+    (estimated) are left out and counted in ``skipped`` as
+    ``instruction-too-long``; below that, context is dropped to fit.
     """
     import libcst as cst
 
@@ -177,7 +179,7 @@ def extract_pairs(source: str, skipped: Counter | None = None) -> Iterator[tuple
                     # The same instruction the editor builds at inference time, so
                     # a model tuned on this data sees prompts shaped like its users'.
                     try:
-                        instruction = builder.build(name, max_tokens=INSTRUCTION_TOKENS).text
+                        instruction = builder.build(name, max_tokens=instruction_tokens).text
                     except InstructionTooLong:
                         instruction = None
                         if skipped is not None:

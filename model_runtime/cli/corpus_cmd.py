@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="longest program kept, in lines (default: 60)")
     parser.add_argument("--max-chars", type=positive_int, default=6000, metavar="N",
                         help="longest program kept, in characters (default: 6000)")
+    parser.add_argument("--instruction-tokens", type=positive_int, default=512, metavar="N",
+                        help="estimated-token budget of an instruction: signature and docstring, then nearby "
+                             "context while it fits; longer docstrings are skipped (default: 512)")
     parser.add_argument("--max-file-chars", type=positive_int, default=200_000, metavar="N",
                         help="largest whole file kept for pretraining, in characters (default: 200000)")
     parser.add_argument("--near-dup-threshold", type=_threshold, default=0.85, metavar="F",
@@ -103,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         min_lines=args.min_lines,
         max_lines=args.max_lines,
         max_chars=args.max_chars,
+        instruction_tokens=args.instruction_tokens,
         max_file_chars=args.max_file_chars,
         near_dup_threshold=args.near_dup_threshold or None,
         ngram=None if args.no_decontaminate else args.ngram,
