@@ -42,6 +42,16 @@ class ExportReport:
         return max(self.files, key=lambda item: item[1])
 
 
+def _normal_permissions(folder: Path) -> None:
+    """A shipped model is read by others: the folder and files get the umask's usual modes, not
+    the private ones a temporary folder (and some writers) use."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
@@ -80,6 +90,7 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, dtype: st
         if total > max_total_mib * MIB:
             raise ExportError(f"the export is {total / MIB:.1f} MiB, over the {max_total_mib:g} MiB limit "
                               f"({model.num_parameters() / 1e6:.1f}M parameters in {dtype}); use a smaller model")
+        _normal_permissions(staging)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

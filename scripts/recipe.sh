@@ -17,7 +17,9 @@
 # Profiles (PROFILE=...):
 #   h100   (default) the default model: Llama d512 x 8 layers, 8k BPE (~31.5M parameters),
 #          bf16 export 60 MiB in 15 MB shards. Step sizes are estimates for one H100
-#          (see README "Training on one GPU"); each chunk is bounded by $BUDGET anyway.
+#          (see README "Training on one GPU"); each training chunk is bounded by $BUDGET anyway.
+#          Not bounded by a budget: corpus, lintseq, collect, eval, eval-refine (sized by
+#          COLLECT_PROBLEMS, REFINE_PROBLEMS and --limit to fit; lower them if a slot overruns).
 #   smoke  a tiny configuration for a CPU in a few minutes: the same commands, tiny sizes.
 #          CI runs it (tests/test_recipe_smoke.py). Its numbers are meaningless.
 #
@@ -38,7 +40,7 @@ case "$PROFILE" in
     SIZE=base
     PRE_ARGS="--block-size 1024 --batch-size 64 --max-steps ${PRETRAIN_STEPS:-12000} --lr 1.5e-3 --compile --save-steps 500 --logging-steps 50 --dataloader-workers 2"
     LINTSEQ_ARGS="-s 5 --workers ${CPU_WORKERS:-16}"
-    SFT_ARGS="--epochs 2 --batch-size 32 --grad-accum 4 --lr 5e-4 --max-length 1024 --compile --save-steps 500 --logging-steps 50"
+    SFT_ARGS="--epochs 2 --batch-size 32 --grad-accum 4 --lr 5e-4 --max-length 1024 --save-steps 500 --logging-steps 50"
     COLLECT_ARGS="--samples 4 --temperature 0.8 --max-new-tokens 256 --limit ${COLLECT_PROBLEMS:-64} --workers 8"
     CYCLE_ARGS="--lintseq-ratio 3 --pgm 0.05 --epochs 1 --batch-size 32 --grad-accum 2 --lr 2e-4 --max-length 1536 --save-steps 500 --logging-steps 20"
     EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 8"

@@ -67,6 +67,7 @@ def test_eval_humaneval_through_the_openai_backend_matches_in_process(tiny_serve
     assert summary["problems"] == 2 and summary["samples_per_problem"] == 1
     assert sum(summary["statuses"].values()) == 2 and set(summary["pass_at_k"]) == {"1"}
     assert summary["tokens"]["one_shot"] > 0 and summary["refine"] is None
+    assert {"backend": "openai", "endpoint": tiny_server.base_url, "model": "tiny"}.items() <= summary["settings"].items()
     rows = [json.loads(line) for line in (remote / "results.jsonl").read_text().splitlines()]
     assert [r["task_id"] for r in rows] == ["HumanEval/0", "HumanEval/1"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -130,6 +131,10 @@ def test_export_writes_small_bf16_shards_that_reload_close_to_the_model(pretrain
     assert main(["train", "export", "--model", str(pretrained), "--out", str(out), "--max-shard-mb", "0.3"]) == 0
     assert "bf16" in capsys.readouterr().out
     shards = sorted(out.glob("*.safetensors"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # the usual modes, not a temporary folder's 0700
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())
     assert len(shards) >= 3 and all(p.stat().st_size <= 300_000 + 4096 for p in shards)
     config = json.loads((out / "config.json").read_text())
     assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"

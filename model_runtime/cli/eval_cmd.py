@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
                                     max_new_tokens=args.max_new_tokens, refine_rounds=args.refine_rounds,
                                     timeout_s=args.timeout, workers=args.workers, seed=args.seed)
             report = _run_model(args, settings, evaluate_model, tqdm)
+            # Which model answered, so a summary.json says what it measured.
+            report.settings.update(model=args.model, backend=args.backend,
+                                   endpoint=args.endpoint if args.backend == "openai" else None)
     except (OSError, ValueError, KeyError) as exc:
         return _fail(str(exc), 2)
     data = write_report(report, args.out)
