@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .sft_data import DataError, check_files
 from .training import SftReport, SftSettings, TrainingError, prepare, run_trainer
 
 __all__ = [
@@ -45,13 +46,10 @@ _BATCH = 256
 
 
 def _check_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    if not paths:
-        raise TrainingError("no data file given")
-    files = [Path(p) for p in paths]
-    for file in files:
-        if not file.is_file():
-            raise TrainingError(f"{file}: no such data file")
-    return files
+    try:
+        return check_files(paths)
+    except DataError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def corpus_texts(paths: Sequence[str | os.PathLike], field: str = "text") -> Iterator[str]:

@@ -93,18 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace, settings, evaluate_model, tqdm):
-    from model_runtime.backends import BackendError, EndpointUnreachable, make_backend
+    from .arguments import loaded_backend
 
-    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
-    try:
-        backend.load()  # openai: checks that the endpoint answers and serves --model
+    with loaded_backend(args) as backend:
         with tqdm(total=args.limit or 164, unit="problem", desc="humaneval", disable=args.no_progress) as bar:
             return evaluate_model(backend, settings, limit=args.limit, progress=bar.update)
-    except EndpointUnreachable as exc:
-        raise ValueError(f"cannot reach the OpenAI-compatible endpoint {args.endpoint} (--endpoint): {exc}") from None
-    except BackendError as exc:
-        raise ValueError(f"model error: {exc}") from None
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()

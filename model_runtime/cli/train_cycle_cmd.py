@@ -141,22 +141,12 @@ def _merge(into, other) -> None:
 def _collect(args: argparse.Namespace, problems, settings, collect_cycle_data):
     from tqdm import tqdm
 
-    from model_runtime.backends import BackendError, EndpointUnreachable, make_backend
+    from .arguments import loaded_backend
 
-    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
-    try:
-        backend.load()
+    with loaded_backend(args) as backend:
         total = len(problems) * settings.samples + sum(bool(p.canonical_solution.strip()) for p in problems)
         with tqdm(total=total, unit="run", desc="cycle-collect", disable=args.no_progress) as bar:
             return collect_cycle_data(backend, problems, settings, progress=bar.update)
-    except EndpointUnreachable as exc:
-        raise ValueError(f"cannot reach the OpenAI-compatible endpoint {args.endpoint} (--endpoint): {exc}") from None
-    except BackendError as exc:
-        raise ValueError(f"model error: {exc}") from None
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
 
 
 # --------------------------------------------------------------------------- cycle (training)
