@@ -212,3 +212,29 @@ def test_cli_refuses_bad_input_with_exit_2(tiny_lintseq_model, cycle_files, tmp_
     with pytest.raises(SystemExit) as exit_info:
         main(_args(cycle, paths, model, tmp_path / "o6", "--pgm", "1.5"))
     assert exit_info.value.code == 2 and "probability" in capsys.readouterr().err
+
+
+def test_a_masked_token_is_invisible_to_the_model(tokenizer):
+    """PGM only works if the model honours a hole in the middle of the attention mask (not only
+    padding at the end): a masked token's content must not reach any logit of the answer."""
+    import torch
+
+    from model_runtime.tiny_model import build_model
+
+    model = build_model(tokenizer, "tiny").eval()
+    data = RepairDataset(_rows(1), tokenizer, max_length=2048, pgm=0.5, seed=3)
+    item, example = data[0], data.encoded(0)
+    mask = item["attention_mask"]
+    hidden = [i for i in range(example.mask_start, example.prompt_tokens) if mask[i] == 0]
+    assert hidden
+    ids = torch.tensor([item["input_ids"]])
+    changed = ids.clone()
+    changed[0, hidden] = (changed[0, hidden] + 1) % len(tokenizer)
+    attention = torch.tensor([mask])
+    with torch.inference_mode():
+        a = model(input_ids=ids, attention_mask=attention).logits
+        b = model(input_ids=changed, attention_mask=attention).logits
+        full = model(input_ids=changed, attention_mask=torch.ones_like(attention)).logits
+    after = slice(example.prompt_tokens, ids.shape[1])
+    assert torch.allclose(a[0, after], b[0, after], atol=1e-5)  # hidden content does not leak
+    assert not torch.allclose(b[0, after], full[0, after], atol=1e-3)  # and the mask did hide something
