@@ -117,21 +117,26 @@ class ThroughputCallback(_callback_base()):
 
 
 class TimeBudgetCallback(_callback_base()):
-    """Stops training, with a checkpoint, once ``seconds`` of training have passed.
+    """Stops training, with a checkpoint, once ``seconds`` have passed since ``start``.
 
-    The schedule still spans the whole run (``max_steps``), so a later
-    ``--resume`` continues the same curve: this is how a long run is cut into
-    chunks that each fit a time slot.
+    ``start`` is when the job began (before tokenising the data, loading the
+    model and compiling it), so the budget bounds the whole chunk's wall time,
+    not only its training steps; without it, training's start. The schedule
+    still spans the whole run (``max_steps``), so a later ``--resume``
+    continues the same curve: this is how a long run is cut into chunks that
+    each fit a time slot.
     """
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, seconds: float, start: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds = seconds
         self.clock = clock
         self.fired = False
-        self._start: float | None = None
+        self._start = start
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._start = self.clock()
+        if self._start is None:
+            self._start = self.clock()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._start is not None and self.clock() - self._start >= self.seconds and state.global_step < state.max_steps:

@@ -112,8 +112,9 @@ class SftSettings:
     progress: bool = True
     #: From scratch only: a tokenizer folder (``editseq train tokenizer``) instead of training one.
     tokenizer: str | None = None
-    #: Stop (with a checkpoint) after this many minutes; ``--resume`` continues the same schedule.
-    #: How a long run is cut into chunks that each fit a time slot.
+    #: Stop (with a checkpoint) this many minutes after the job began (data, model loading and
+    #: compilation included); ``--resume`` continues the same schedule. How a long run is cut
+    #: into chunks that each fit a time slot.
     time_budget_minutes: float | None = None
     #: Peak TFLOP/s of one device for the MFU figure; None: known GPUs are looked up, else no MFU.
     peak_tflops: float | None = None
@@ -342,6 +343,8 @@ class Prepared:
     model: object
     resume_from: str | None
     added_diff_token: bool
+    #: ``time.perf_counter()`` when the job began: a time budget counts from here.
+    started: float = field(default_factory=time.perf_counter)
 
 
 def prepare(settings: SftSettings, texts=None) -> Prepared:
@@ -354,6 +357,7 @@ def prepare(settings: SftSettings, texts=None) -> Prepared:
     """
     import torch
 
+    started = time.perf_counter()
     check_settings(settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -368,7 +372,7 @@ def prepare(settings: SftSettings, texts=None) -> Prepared:
         tokenizer, model = (model_from_scratch(size, settings, texts) if size is not None
                             else load_model_folder(settings.model))
     added = ensure_diff_token(tokenizer, model)
-    return Prepared(tokenizer, model, resume_from, added)
+    return Prepared(tokenizer, model, resume_from, added, started)
 
 
 def run_trainer(settings: SftSettings, prepared: Prepared, dataset, *, stats=None, collator=None,
@@ -397,7 +401,7 @@ def run_trainer(settings: SftSettings, prepared: Prepared, dataset, *, stats=Non
     callbacks = [throughput, _log_callback(out)]
     budget = None
     if settings.time_budget_minutes is not None:
-        budget = TimeBudgetCallback(settings.time_budget_minutes * 60)
+        budget = TimeBudgetCallback(settings.time_budget_minutes * 60, start=prepared.started)
         callbacks.append(budget)
     trainer = Trainer(
         model=model,

@@ -19,8 +19,8 @@ def register_jobs(jobs: argparse._SubParsersAction) -> None:
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Flags every Trainer job shares for long runs: chunking, device figures, speed."""
     parser.add_argument("--time-budget", type=float, metavar="MINUTES",
-                        help="stop with a checkpoint after MINUTES of training; --resume continues the same "
-                             "schedule (cut a long run into chunks)")
+                        help="stop with a checkpoint MINUTES after the job started (data and model loading "
+                             "included); --resume continues the same schedule (cut a long run into chunks)")
     parser.add_argument("--peak-tflops", type=float, metavar="T",
                         help="device peak TFLOP/s for the MFU figure (default: looked up for H100/H200/A100/L4)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
