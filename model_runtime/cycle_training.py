@@ -203,13 +203,6 @@ def encode_repair(tokenizer, instruction: str, faulty: str, feedback: str, edit_
     return EncodedRepair(ids[:max_length], labels[:max_length], len(prompt_ids), start, len(ids) > max_length)
 
 
-def _add_stats(stats: IndexStats, length: int, prompt_tokens: int, truncated: bool) -> None:
-    stats.rows += 1
-    stats.truncated += truncated
-    stats.tokens += length
-    stats.response_tokens += length - prompt_tokens
-
-
 class RepairDataset:
     """Map-style dataset of repair examples with past-generation masking (see the module docstring).
 
@@ -233,7 +226,7 @@ class RepairDataset:
                 self.stats.dropped_long_prompt += 1
                 continue
             self.rows.append(row)
-            _add_stats(self.stats, len(example.input_ids), example.prompt_tokens, example.truncated)
+            self.stats.add(len(example.input_ids), example.prompt_tokens, example.truncated)
 
     def _encode(self, row: RepairRow) -> EncodedRepair:
         return encode_repair(self.tokenizer, row.instruction, row.faulty, row.feedback, row.edit_path,
@@ -281,7 +274,7 @@ class PlainRowsDataset:
                 continue
             self.rows.append(row)
             self.lengths.append(len(example.input_ids))
-            _add_stats(self.stats, len(example.input_ids), example.prompt_tokens, example.truncated)
+            self.stats.add(len(example.input_ids), example.prompt_tokens, example.truncated)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -153,6 +153,13 @@ class IndexStats:
     tokens: int = 0
     response_tokens: int = 0
 
+    def add(self, length: int, prompt_tokens: int, truncated: bool) -> None:
+        """Count one kept example of ``length`` tokens, the first ``prompt_tokens`` of them prompt."""
+        self.rows += 1
+        self.truncated += truncated
+        self.tokens += length
+        self.response_tokens += length - prompt_tokens
+
 
 class LintSeqSftDataset:
     """Map-style dataset over ``editseq lintseq`` JSONL files (see the module docstring).
@@ -208,10 +215,7 @@ class LintSeqSftDataset:
             self._offset.append(offset)
             self._line.append(number)
             self.lengths.append(len(example.input_ids))
-            self.stats.rows += 1
-            self.stats.truncated += example.truncated
-            self.stats.tokens += len(example.input_ids)
-            self.stats.response_tokens += len(example.input_ids) - example.prompt_tokens
+            self.stats.add(len(example.input_ids), example.prompt_tokens, example.truncated)
 
     def __len__(self) -> int:
         return len(self._offset)
