@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model_runtime.backends import Backend, DoneEvent, EditEvent, GenerationRequest  # noqa: E402
-from model_runtime.editpath import format_prompt  # noqa: E402
+from model_runtime.edits.editpath import format_prompt  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="editseq-bench-") as tmp:
         folder = args.model
         if folder is None and not args.endpoint:
-            from model_runtime.tiny_model import train_lintseq_model
+            from model_runtime.training.tiny_model import train_lintseq_model
 
             trained = train_lintseq_model(tmp)
             folder = tmp

@@ -2,7 +2,7 @@
 
 A training scan (``editseq corpus``, ``editseq lintseq --from-repo``) asks
 for the instruction of every documented function of a file, from one
-:class:`model_runtime.instruction.InstructionBuilder`. The builder keeps
+:class:`model_runtime.prompting.instruction.InstructionBuilder`. The builder keeps
 what does not depend on the function (line numbers, each context item's
 stub and size), so building all of a file's functions should cost little
 more than building one. This measures that on a fixed set of standard
@@ -58,7 +58,7 @@ def documented_functions(body, prefix: str = "") -> list[str]:
 
 
 def build_all(module, names: list[str], max_tokens: int) -> float:
-    from model_runtime.instruction import InstructionBuilder, InstructionTooLong
+    from model_runtime.prompting.instruction import InstructionBuilder, InstructionTooLong
 
     started = time.perf_counter()
     builder = InstructionBuilder(module)
@@ -71,7 +71,7 @@ def build_all(module, names: list[str], max_tokens: int) -> float:
 
 
 def build_one(module, name: str, max_tokens: int) -> float:
-    from model_runtime.instruction import InstructionBuilder, InstructionTooLong
+    from model_runtime.prompting.instruction import InstructionBuilder, InstructionTooLong
 
     started = time.perf_counter()
     try:

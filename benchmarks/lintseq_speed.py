@@ -49,8 +49,8 @@ def run_cli(src: Path, out: Path, linter: str, paths: int, workers: int, seed: i
 
 def check_output(out: Path) -> tuple[int, int, float]:
     """Rows, rows that resolve exactly to their program, mean edits per path."""
-    from model_runtime.editpath import resolve_edit_path
-    from model_runtime.lintseq_data import unwrap_fences
+    from model_runtime.edits.editpath import resolve_edit_path
+    from model_runtime.lintseq.data import unwrap_fences
 
     rows = exact = edits = 0
     for line in out.open(encoding="utf-8"):

@@ -37,7 +37,7 @@ STUB = 'def add(a, b):\n    """Return the sum of a and b."""\n'
 
 def endless_model(folder: Path) -> Path:
     """A tiny model with untrained weights that never ends a sequence."""
-    from model_runtime.tiny_model import build_model, save_model, stdlib_sample, train_tokenizer
+    from model_runtime.training.tiny_model import build_model, save_model, stdlib_sample, train_tokenizer
 
     tokenizer = train_tokenizer(stdlib_sample(20), 512)
     model = build_model(tokenizer, "tiny", seed=1)

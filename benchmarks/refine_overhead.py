@@ -2,15 +2,15 @@
 
 Builds a 200-file workspace in a temporary folder (20 packages of 9 modules
 plus a test file, a few KB each), then for each round: applies a repair diff
-(:func:`~model_runtime.diff_apply.apply_diff`, which parses the result),
-runs the failing test in the :class:`~model_runtime.sandbox.Sandbox`
+(:func:`~model_runtime.edits.diff_apply.apply_diff`, which parses the result),
+runs the failing test in the :class:`~model_runtime.sandbox.runner.Sandbox`
 (its own timings split the shadow copy, writing the candidate, the syntax
 check, reading the results and the cleanup from the pytest process) and
 formats the feedback. Also times counting the user's tasks for
 ``RLIMIT_NPROC`` (inside the ``pytest`` phase of a run) and, for the record
 behind the shadow-copy choice, copying against hard-linking the same tree.
 
-Then the real loop (:func:`~model_runtime.refine.refine`) on the same
+Then the real loop (:func:`~model_runtime.refine.loop.refine`) on the same
 workspace, ``--runs`` times, with a real tiny model trained here to memorise
 the fix (so that every run has round 0, the code as it is, and round 1, a
 generated candidate applied, parsed, run and fed back). Per round, the loop's
@@ -38,13 +38,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_runtime.diff_apply import apply_diff  # noqa: E402
-from model_runtime.feedback import execution_feedback  # noqa: E402
-from model_runtime.instruction import build_instruction  # noqa: E402
-from model_runtime.prompts import get_format  # noqa: E402
-from model_runtime.refine import RefineTarget, refine, repair_prompt  # noqa: E402
-from model_runtime.refine_target import locate_function  # noqa: E402
-from model_runtime.sandbox import Sandbox, SandboxLimits, ShadowPolicy, _user_tasks, shadow_copy  # noqa: E402
+from model_runtime.edits.diff_apply import apply_diff  # noqa: E402
+from model_runtime.prompting.feedback import execution_feedback  # noqa: E402
+from model_runtime.prompting.instruction import build_instruction  # noqa: E402
+from model_runtime.prompting.formats import get_format  # noqa: E402
+from model_runtime.refine.loop import RefineTarget, refine, repair_prompt  # noqa: E402
+from model_runtime.refine.target import locate_function  # noqa: E402
+from model_runtime.sandbox.process import user_tasks  # noqa: E402
+from model_runtime.sandbox.runner import Sandbox, SandboxLimits, ShadowPolicy, shadow_copy  # noqa: E402
 
 MODULE = '''"""Module {p}.{m}: filler that looks like code."""
 
@@ -104,7 +105,7 @@ def link_tree(src: Path, dest: Path) -> None:
 
 def train_fixing_model(root: Path, sandbox: Sandbox, folder: Path) -> Path:
     """A tiny model that answers round 1's exact prompt with the fix (about 10 s on one core)."""
-    from model_runtime.tiny_model import MemoriseSettings, train_memorised_model
+    from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
 
     source = (root / "stats.py").read_text()
     code = locate_function(source, "mean", "stats.py").code
@@ -167,7 +168,7 @@ def main() -> None:
             phases.setdefault("feedback", []).append(time.perf_counter() - mark)
             print(f"round {round_number}: {result.passed} passed, {result.failed} failed; feedback {feedback!r}")
         mark = time.perf_counter()
-        tasks = _user_tasks()
+        tasks = user_tasks()
         phases["count tasks (RLIMIT_NPROC)"] = [time.perf_counter() - mark]
         print(f"\nper round, median of {args.rounds} (ms; {tasks} tasks of this user):")
         total = 0.0

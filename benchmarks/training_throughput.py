@@ -1,10 +1,10 @@
 """Training throughput: packed blocks against padded per-document batches, tokens/s and MFU.
 
-Pretraining packs the corpus into full blocks (``model_runtime.pretraining``)
+Pretraining packs the corpus into full blocks (``model_runtime.training.pretraining``)
 instead of padding each document to the longest in its batch. This measures
 why, side by side in one run on the same model, data and device: useful
 (non-padding) tokens trained per second in each layout, their ratio, and MFU
-where the device's peak is known (``model_runtime.throughput``). Each layout
+where the device's peak is known (``model_runtime.training.throughput``). Each layout
 runs the same number of optimizer steps (AdamW, bf16 autocast on a GPU that
 has it), after warm-up steps that are not timed.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_runtime.throughput import device_peak_tflops, flops_per_token  # noqa: E402
-from model_runtime.tiny_model import build_model, stdlib_sample, train_tokenizer  # noqa: E402
+from model_runtime.training.throughput import device_peak_tflops, flops_per_token  # noqa: E402
+from model_runtime.training.tiny_model import build_model, stdlib_sample, train_tokenizer  # noqa: E402
 
 
 def _documents(tokenizer, files: int, block: int) -> list[list[int]]:

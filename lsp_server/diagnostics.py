@@ -1,22 +1,33 @@
 """Failing tests as diagnostics, from the failure report the pytest plugin writes.
 
-The report (:mod:`model_runtime.failure_report`, one schema for both sides)
+The report (:mod:`model_runtime.sandbox.failure_report`, one schema for both sides)
 names, per failing test, the function under test and the line that failed
 there. Each becomes an error on that line with ``source: "pytest"``, the
 test's location as ``relatedInformation``, and the test id in ``data`` so the
 "fix" quick fix knows what to run. A failure with no known target is shown
 on the test itself. Publishing compares with what was published last, so a
 file whose tests now pass gets an empty list (its diagnostics clear).
+
+:class:`ReportWatcher` keeps the report current: it registers a file watch
+for the report where the client can (``workspace/didChangeWatchedFiles``
+then calls :meth:`ReportWatcher.refresh`), and otherwise polls the report's
+mtime every ``reportPollInterval`` seconds, which every client supports. The
+report also names the tests of a function, which a refine runs against.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from pathlib import Path
 
 from lsprotocol import types as t
 from pygls.uris import from_fs_path
 
-__all__ = ["report_diagnostics"]
+__all__ = ["ReportWatcher", "report_diagnostics"]
+
+log = logging.getLogger(__name__)
 
 
 def _line(number: int | None) -> t.Range:
@@ -45,3 +56,74 @@ def report_diagnostics(report, root: Path) -> dict[str, list[t.Diagnostic]]:
             data={"test": failure.node_id, "function": failure.target_function, "path": failure.target_path},
         ))
     return out
+
+
+class ReportWatcher:
+    """The failure report of the workspace, re-read when it changes and published as diagnostics.
+
+    ``server`` is the :class:`~.state.EditseqServer`: its ``root``, ``settings``,
+    client capabilities, and the publish and register calls of pygls.
+    """
+
+    def __init__(self, server) -> None:
+        self._server = server
+        self.report = None
+        self._published: set[str] = set()
+        self._mtime: int | None = None
+        self._poller: asyncio.Task | None = None
+
+    def failing_tests(self, path: str, function: str) -> list[str]:
+        """The ids of the report's failing tests that check ``path::function``."""
+        if self.report is None:
+            return []
+        return [f.node_id for f in self.report.failures_for(path, function)]
+
+    async def refresh(self) -> None:
+        """Read the failure report (in a thread) and publish what changed."""
+        from model_runtime.sandbox.failure_report import read_report
+
+        ls, root = self._server, self._server.root
+        if root is None:
+            return
+        self.report = await asyncio.to_thread(read_report, root)
+        published = report_diagnostics(self.report, root)
+        for uri in self._published - published.keys():
+            ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        for uri, diagnostics in published.items():
+            ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
+        self._published = set(published)
+
+    async def watch(self) -> None:
+        """Watch the report: registered file events where the client can, else polling its mtime."""
+        from model_runtime.sandbox.failure_report import REPORT_RELPATH, report_path
+
+        ls = self._server
+        caps = ls.client_capabilities.workspace
+        watched = caps and caps.did_change_watched_files
+        if watched and watched.dynamic_registration:
+            options = t.DidChangeWatchedFilesRegistrationOptions(
+                watchers=[t.FileSystemWatcher(glob_pattern=f"**/{REPORT_RELPATH}")])
+            try:
+                await ls.client_register_capability_async(t.RegistrationParams(registrations=[t.Registration(
+                    id=str(uuid.uuid4()), method=t.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)]))
+                await self.refresh()
+                return
+            except Exception as exc:  # fall back to polling, which every client supports
+                log.warning("file watch registration failed: %s", exc)
+        if ls.root is not None:
+            self._poller = asyncio.create_task(self._poll(report_path(ls.root)))
+
+    async def _poll(self, path: Path) -> None:
+        while True:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                mtime = None
+            if mtime != self._mtime:
+                self._mtime = mtime
+                await self.refresh()
+            await asyncio.sleep(self._server.settings.reportPollInterval)
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()

@@ -1,4 +1,7 @@
-"""A run's step prefix as an LSP ``WorkspaceEdit``: versioned, annotated, in the client's units.
+"""A finished run's steps in LSP terms: a prefix as a ``WorkspaceEdit``, its title, step 1 as ghost text.
+
+Pure functions of an :class:`~.runs.Outcome`; whether the outcome still
+applies is checked by the caller (:meth:`~.runbook.RunBook.step_edit`).
 
 The edit is a ``TextDocumentEdit`` pinned to the version the run started
 from, so a client applies it to that text or refuses it; every piece of it
@@ -7,17 +10,23 @@ failure or lint result behind it as the ``ChangeAnnotation``. Clients that
 declare neither versioned document changes nor annotations (Neovim 0.11
 declares neither) get plain ``changes``; the server then relies on its own
 staleness check, made just before the edit is handed out.
+
+Ghost text (``textDocument/inlineCompletion``) can only insert at the cursor.
+A run whose first step (checked to parse, like every step) adds text exactly
+where the cursor is can be shown that way in Neovim 0.12 and VS Code with no
+custom protocol; anything else stays a code action.
 """
 
 from __future__ import annotations
 
 from lsprotocol import types as t
 
-from model_runtime.step_edits import prefix_edits
+from model_runtime.edits.step_edits import prefix_edits
 
+from .protocol import for_user
 from .runs import Outcome
 
-__all__ = ["prefix_title", "prefix_workspace_edit"]
+__all__ = ["first_step_insertion", "prefix_title", "prefix_workspace_edit"]
 
 
 def prefix_title(outcome: Outcome, k: int) -> str:
@@ -25,12 +34,12 @@ def prefix_title(outcome: Outcome, k: int) -> str:
     n, label = outcome.steps, outcome.labels[k - 1]
     name = outcome.request.function
     if k < n:
-        return f"editseq: {name} step 1/{n}: {label}" if k == 1 else f"editseq: {name} steps 1-{k}/{n}: {label}"
+        return for_user(f"{name} step 1/{n}: {label}" if k == 1 else f"{name} steps 1-{k}/{n}: {label}")
     steps = "step 1/1" if n == 1 else f"steps 1-{n}"
     if not outcome.tested:
-        return f"editseq: {name} {steps}, parses (no tests run)"
+        return for_user(f"{name} {steps}, parses (no tests run)")
     verdict = "passes" if outcome.verified else "not verified:"
-    return f"editseq: {name} {steps}, {verdict} {outcome.passed}/{outcome.total} tests"
+    return for_user(f"{name} {steps}, {verdict} {outcome.passed}/{outcome.total} tests")
 
 
 def _range(r) -> t.Range:
@@ -64,3 +73,19 @@ def prefix_workspace_edit(outcome: Outcome, k: int, version: int, encoding: str,
     document = t.TextDocumentEdit(
         text_document=t.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)
     return t.WorkspaceEdit(document_changes=[document], change_annotations=annotations)
+
+
+def first_step_insertion(outcome: Outcome, position: t.Position, encoding: str) -> str | None:
+    """The text step 1 inserts at ``position``, or ``None`` if step 1 is anything else."""
+    if outcome.steps < 1:
+        return None
+    pieces = prefix_edits(outcome.texts, 1, encoding)
+    if len(pieces) != 1:
+        return None
+    edit = pieces[0].edit
+    start, end = edit.range.start, edit.range.end
+    if (start.line, start.character) != (end.line, end.character):
+        return None
+    if (start.line, start.character) != (position.line, position.character):
+        return None
+    return edit.new_text

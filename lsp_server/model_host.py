@@ -1,15 +1,16 @@
 """The model's lifecycle in the server: loaded lazily, once, off the event loop, with a status.
 
 Loading a model takes seconds to minutes and may fail (no network for the
-default hub model, a wrong folder, no CUDA). The event loop must keep
-answering meanwhile, and a failure must be said once, clearly, while every
-feature that needs no model keeps working. So the backend is built and loaded
-in its own single worker thread; callers get a future; the state goes to the
-client as ``editseq/status`` notifications (``loading``, ``ready``, ``busy``,
-``error``). The engine keeps one instance per model per process
-(:func:`~model_runtime.backends.transformers_backend.load_model`), so a run
-after the load reuses it; a settings change that names another model starts
-a new load.
+default hub model, a wrong folder, no CUDA, an endpoint that does not
+answer). The event loop must keep answering meanwhile, and a failure must be
+said once, clearly, while every feature that needs no model keeps working.
+So the backend is opened by the engine
+(:func:`model_runtime.run.engine.open_backend`) in its own single worker
+thread; callers get a future; the state goes to the client as
+``editseq/status`` notifications (``loading``, ``ready``, ``busy``,
+``error``). The backend is kept per :attr:`~model_runtime.run.config.RunConfig.backend_key`,
+so a settings change that keeps the model (more rounds, another timeout)
+reuses it, and one that names another model starts a new load.
 """
 
 from __future__ import annotations
@@ -18,28 +19,27 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .settings import DEFAULT_MODEL, Settings
+from model_runtime import defaults
+from model_runtime.errors import EditseqError
+from model_runtime.run.config import RunConfig
 
-__all__ = ["STATUS_METHOD", "ModelHost", "ModelUnavailable"]
+from .protocol import for_user
 
-STATUS_METHOD = "editseq/status"
+__all__ = ["ENDPOINT_OPTION", "ModelHost", "ModelUnavailable"]
+
+#: How an unreachable endpoint's message names the knob that fixes it.
+ENDPOINT_OPTION = "the `endpoint` setting"
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(EditseqError):
     """The configured model could not be loaded; the message says how to fix it."""
 
 
-def _backend(settings: Settings):
-    from model_runtime.backends import make_backend
-
-    return make_backend(settings.backend, settings.model, endpoint=settings.endpoint, device=settings.device)
-
-
-def _explain(settings: Settings, exc: BaseException) -> str:
-    where = settings.endpoint if settings.backend == "openai" else settings.model
-    text = f"editseq: cannot load the model {where!r} ({settings.backend}): {exc}"
-    if settings.backend == "transformers" and settings.model == DEFAULT_MODEL:
-        text += (f". The default model {DEFAULT_MODEL} is fetched from the Hugging Face hub; offline, "
+def _explain(config: RunConfig, exc: BaseException) -> str:
+    where = config.endpoint if config.backend == "openai" else config.model
+    text = f"cannot load the model {where!r} ({config.backend}): {exc}"
+    if config.backend == "transformers" and config.model == defaults.MODEL:
+        text += (f". The default model {defaults.MODEL} is fetched from the Hugging Face hub; offline, "
                  "download it elsewhere and set `model` to its local folder (initializationOptions, the "
                  "`editseq` settings section, or `model = \"/path\"` under [tool.editseq] in pyproject.toml)")
     return text
@@ -56,25 +56,25 @@ class ModelHost:
         self._future: Future | None = None
         self._busy = 0
 
-    def backend(self, settings: Settings) -> Future:
-        """The loaded backend for ``settings`` (a future); the first call for a model starts its load."""
-        key = (settings.backend, settings.model, settings.endpoint, settings.device)
+    def backend(self, config: RunConfig) -> Future:
+        """The loaded backend for ``config`` (a future); the first call for a model starts its load."""
         with self._lock:
-            if self._key != key or self._future is None:
-                self._key = key
-                self._future = self._executor.submit(self._load, settings)
+            if self._key != config.backend_key or self._future is None:
+                self._key = config.backend_key
+                self._future = self._executor.submit(self._load, config)
             return self._future
 
-    def _load(self, settings: Settings):
-        self._status("loading", f"loading {settings.model}")
+    def _load(self, config: RunConfig):
+        from model_runtime.run import engine
+
+        self._status("loading", f"loading {config.model}")
         try:
-            backend = _backend(settings)
-            backend.load()
+            backend = engine.open_backend(config, endpoint_option=ENDPOINT_OPTION)
         except Exception as exc:  # any failure to load is reported the same way, once
-            message = _explain(settings, exc)
-            self._status("error", message)
-            raise ModelUnavailable(message) from None
-        self._status("ready", settings.model)
+            error = ModelUnavailable(_explain(config, exc))
+            self._status("error", for_user(error))
+            raise error from None
+        self._status("ready", config.model)
         return backend
 
     def run_started(self) -> None:

@@ -1,12 +1,14 @@
 """One write or refine run: the engine call in a worker thread, its progress text, its outcome.
 
 Runs last seconds to minutes, so they never touch the event loop: the engine
-(:func:`~model_runtime.refine.refine` or :func:`~model_runtime.write.write_function`)
+(:func:`model_runtime.run.engine.refine` or :func:`model_runtime.run.engine.write`,
+given the :class:`~model_runtime.run.config.RunConfig` made from the settings)
 runs in a thread, its events are turned into one-line progress messages here
 and handed to a callback, and a :class:`threading.Event` stops the model and
 the tests together. The outcome is plain data pinned to the document version
 and text it was computed from, so a later edit of the document can be
-detected before any stale edit reaches the editor.
+detected before any stale edit reaches the editor. Which runs are in flight
+and which outcomes still apply is :class:`~.runbook.RunBook`'s business.
 """
 
 from __future__ import annotations
@@ -18,16 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_runtime.refine import RefineBudget, RefineTarget
-from model_runtime.refine_events import CandidateTested, EditProposed, RoundFinished, RoundStarted
-from model_runtime.step_edits import step_summary, step_texts
-
-from .settings import Settings
+from model_runtime.edits.step_edits import step_summary, step_texts
+from model_runtime.run.config import RunConfig
 
 __all__ = ["Outcome", "RunRequest", "execute", "test_ids_from_command"]
-
-#: Variables that configure the user's pytest; passed into the otherwise scrubbed sandbox (as the CLI does).
-PYTEST_VARIABLES = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,47 +78,48 @@ def _first_line(text: str, width: int = 200) -> str:
 
 
 class _Progress:
-    """Engine events as the one-line messages an editor shows ("round 2/4: 3 -> 1 failing")."""
+    """Engine events as the one-line messages an editor shows ("round 2/4: 3 -> 1 failing").
+
+    Events are told apart by their ``event`` name, as every front end does, so
+    the server needs none of the engine's event classes.
+    """
 
     def __init__(self, rounds: int, say: Callable[[str], None]) -> None:
         self.rounds, self.say, self.failing = rounds, say, 0
 
     def __call__(self, event) -> None:
-        if isinstance(event, RoundStarted):
+        kind = event.event
+        if kind == "round_started":
             self.failing = event.total - event.best_passed
             self.say("round 0: running the tests" + (" and writing the function" if event.candidates else "")
                      if event.round == 0 else f"round {event.round}/{self.rounds}: asking the model")
-        elif isinstance(event, EditProposed):
+        elif kind == "edit":
             where = "writing" if event.round == 0 else f"round {event.round}/{self.rounds}"
             self.say(f"{where}: edit {event.step} proposed")
-        elif isinstance(event, CandidateTested) and event.candidate is not None:
+        elif kind == "candidate" and event.candidate is not None:
             self.say(f"round {event.round}/{self.rounds}: candidate {event.status}, "
                      f"{event.passed}/{event.total} passed")
-        elif isinstance(event, RoundFinished):
+        elif kind == "round_finished":
             after = event.total - event.best_passed
             before = self.failing if event.round else after
             self.say(f"round {event.round}/{self.rounds}: {before} -> {after} failing")
 
 
-def _budget(settings: Settings) -> RefineBudget:
-    return RefineBudget(rounds=settings.rounds, candidates=settings.candidates, seconds=settings.timeout,
-                        max_new_tokens=settings.maxNewTokens, temperature=settings.temperature)
-
-
-def execute(request: RunRequest, backend, settings: Settings, cancel: threading.Event,
+def execute(request: RunRequest, config: RunConfig, backend, cancel: threading.Event,
             say: Callable[[str], None]) -> Outcome:
-    """Run ``request`` to the end (blocking); raises the engine's errors unchanged."""
-    target = RefineTarget(request.root, request.path, request.function)
+    """Run ``request`` to the end (blocking); raises the engine's errors (:class:`EditseqError`) unchanged."""
+    from model_runtime.run import engine
+
     if request.action == "write":
-        return _write(request, target, backend, settings, cancel, say)
-    return _refine(request, target, backend, settings, cancel, say)
+        result = engine.write(config, backend, request.root, request.path, request.function,
+                              source=request.source, on_event=_Progress(0, say), cancel=cancel)
+        return _written(request, result)
+    result = engine.refine(config, backend, request.root, request.path, request.function, request.tests,
+                           source=request.source, on_event=_Progress(config.rounds, say), cancel=cancel)
+    return _refined(request, result)
 
 
-def _write(request, target, backend, settings, cancel, say) -> Outcome:
-    from model_runtime.write import write_function
-
-    result = write_function(target, backend, source=request.source, budget=_budget(settings),
-                            on_event=_Progress(0, say), cancel=cancel)
+def _written(request: RunRequest, result) -> Outcome:
     texts = step_texts(result.original, result.diffs)
     reasons = ["pyflakes: clean" if not lint else "pyflakes: " + ", ".join(
         f"{m.code} line {m.line}: {m.message}" for m in lint) for lint in result.lint]
@@ -131,17 +128,7 @@ def _write(request, target, backend, settings, cancel, say) -> Outcome:
                    summary=f"{request.function}: {state}")
 
 
-def _refine(request, target, backend, settings, cancel, say) -> Outcome:
-    import os
-
-    from model_runtime.refine import refine
-    from model_runtime.sandbox import Sandbox, SandboxLimits
-
-    env = {name: os.environ[name] for name in PYTEST_VARIABLES if name in os.environ}
-    limits = SandboxLimits(timeout_s=settings.timeout, cpu_s=max(1, int(settings.timeout)))
-    sandbox = Sandbox(request.root, python=settings.python or None, limits=limits, env=env)
-    result = refine(target, request.tests, backend, sandbox=sandbox, budget=_budget(settings),
-                    on_event=_Progress(settings.rounds, say), cancel=cancel, source=request.source)
+def _refined(request: RunRequest, result) -> Outcome:
     texts = step_texts(result.original, result.diffs)
     reasons = []
     for number in result.step_rounds:

@@ -8,6 +8,15 @@ sources override earlier ones: defaults, pyproject, initializationOptions,
 then the client's configuration. A bad value never stops the server: it is
 reported (the caller shows the problems with ``window/showMessage``) and the
 default is used instead, as jedi-language-server does.
+
+The defaults shared with the CLI and the pytest plugin (model, backend,
+sampling, budget) come from :mod:`model_runtime.defaults`, so the three front
+ends cannot drift apart; only the server's own knobs (``timeout``,
+``resolveTimeout``, ``reportPollInterval``, ``maxFileBytes``) are defined
+here. :func:`run_config` turns the settings into the engine's
+:class:`~model_runtime.run.config.RunConfig`, the one thing a run is given.
+Problems are messages without the ``editseq: `` prefix (the server adds it
+when it shows them, :func:`~.protocol.for_user`).
 """
 
 from __future__ import annotations
@@ -19,9 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_MODEL", "Settings", "merge_settings", "pyproject_settings"]
+from model_runtime import defaults
+from model_runtime.run.config import RunConfig
 
-DEFAULT_MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
+__all__ = ["CLIENT_SETTINGS", "DEFAULT_MODEL", "INITIALIZATION_OPTIONS", "PYPROJECT", "Settings", "merge_settings",
+           "pyproject_settings", "run_config", "settings_from"]
+
+DEFAULT_MODEL = defaults.MODEL
+
+#: The sources of settings, as the problems name them, in the order they apply (later ones win).
+PYPROJECT = "pyproject.toml [tool.editseq]"
+INITIALIZATION_OPTIONS = "initializationOptions"
+CLIENT_SETTINGS = "the editseq settings"
+_SOURCES = ((PYPROJECT, True), (INITIALIZATION_OPTIONS, False), (CLIENT_SETTINGS, False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +48,16 @@ class Settings:
     """Every knob of the server, with its default."""
 
     #: Model folder or hub id (transformers), or the served model name (openai).
-    model: str = DEFAULT_MODEL
-    backend: str = "transformers"
-    endpoint: str = "http://127.0.0.1:8000/v1"
-    device: str = "auto"
+    model: str = defaults.MODEL
+    backend: str = defaults.BACKEND
+    endpoint: str = defaults.ENDPOINT
+    device: str = defaults.DEVICE
     #: Prompt format for writing a function; repairs always use ``cycle``.
-    format: str = "lintseq"
-    rounds: int = 4
-    candidates: int = 1
-    maxNewTokens: int = 256
-    temperature: float = 0.0
+    format: str = defaults.PROMPT_FORMAT
+    rounds: int = defaults.ROUNDS
+    candidates: int = defaults.CANDIDATES
+    maxNewTokens: int = defaults.MAX_NEW_TOKENS
+    temperature: float = defaults.TEMPERATURE
     #: Seconds for a whole run (model and tests); also each test run's wall-clock limit.
     timeout: float = 120.0
     #: Interpreter for the tests; empty: the workspace's .venv/venv, else PATH's.
@@ -53,7 +72,7 @@ class Settings:
     maxFileBytes: int = 1_000_000
 
 
-_CHOICES = {"backend": ("transformers", "openai"), "format": ("lintseq",)}
+_CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS}
 _POSITIVE = {"rounds": 0, "candidates": 1, "maxNewTokens": 1, "timeout": 1e-9, "resolveTimeout": 0,
              "reportPollInterval": 0.05, "maxFileBytes": 1, "temperature": 0}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -90,12 +109,12 @@ def merge_settings(base: Settings, raw: Any, source: str, *, snake_case: bool = 
     if raw is None:
         return base, []
     if not isinstance(raw, dict):
-        return base, [f"editseq settings from {source} must be an object, got {type(raw).__name__}"]
+        return base, [f"settings from {source} must be an object, got {type(raw).__name__}"]
     changes, problems = {}, []
     for key, value in raw.items():
         name = _snake_to_camel(key) if snake_case else key
         if name not in _FIELDS:
-            problems.append(f"editseq: unknown setting {key!r} in {source} (ignored)")
+            problems.append(f"unknown setting {key!r} in {source} (ignored)")
             continue
         if value is None:
             continue
@@ -103,9 +122,18 @@ def merge_settings(base: Settings, raw: Any, source: str, *, snake_case: bool = 
             changes[name] = _check(name, value)
         except ValueError as exc:
             default = _FIELDS[name].default
-            problems.append(f"editseq: bad setting {key!r} in {source}: {exc}; using the default {default!r}")
+            problems.append(f"bad setting {key!r} in {source}: {exc}; using the default {default!r}")
             changes[name] = default
     return dataclasses.replace(base, **changes), problems
+
+
+def settings_from(sources: dict[str, Any]) -> tuple[Settings, list[str]]:
+    """The settings from every source in ``sources`` (raw values by source name), merged in order."""
+    settings, problems = Settings(), []
+    for source, snake in _SOURCES:
+        settings, found = merge_settings(settings, sources.get(source), source, snake_case=snake)
+        problems += found
+    return settings, problems
 
 
 def pyproject_settings(root: Path | None) -> tuple[dict[str, Any] | None, list[str]]:
@@ -118,6 +146,18 @@ def pyproject_settings(root: Path | None) -> tuple[dict[str, Any] | None, list[s
     except FileNotFoundError:
         return None, []
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return None, [f"editseq: cannot read {path}: {exc}"]
+        return None, [f"cannot read {path}: {exc}"]
     section = data.get("tool", {}).get("editseq")
     return section, []
+
+
+def run_config(settings: Settings) -> RunConfig:
+    """What one run is given: the engine's :class:`RunConfig` for ``settings``.
+
+    Raises :class:`~model_runtime.run.config.ConfigError` for a combination no
+    single setting's check catches (an ``openai`` backend whose endpoint is no URL).
+    """
+    return RunConfig(model=settings.model, backend=settings.backend, endpoint=settings.endpoint,
+                     device=settings.device, rounds=settings.rounds, candidates=settings.candidates,
+                     max_new_tokens=settings.maxNewTokens, temperature=settings.temperature,
+                     timeout=settings.timeout, python=settings.python or None, prompt_format=settings.format)

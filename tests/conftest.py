@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def tiny_lintseq_model(tmp_path_factory):
-    """A tiny Llama trained on LintSeq edit paths: its :class:`~model_runtime.tiny_model.TrainReport`."""
-    from model_runtime.tiny_model import train_lintseq_model
+    """A tiny Llama trained on LintSeq edit paths: its :class:`~model_runtime.training.tiny_model.TrainReport`."""
+    from model_runtime.training.tiny_model import train_lintseq_model
 
     return train_lintseq_model(tmp_path_factory.mktemp("tiny-lintseq-model"))

@@ -20,10 +20,10 @@ from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig
 from pytest_lsp.client import make_test_lsp_client
 
-from model_runtime.editpath import insertion_diff
-from model_runtime.instruction import build_instruction
-from model_runtime.prompts import get_format
-from model_runtime.refine import write_prompt
+from model_runtime.edits.editpath import insertion_diff
+from model_runtime.prompting.instruction import build_instruction
+from model_runtime.prompting.formats import get_format
+from model_runtime.refine.loop import write_prompt
 from refine_models import _examples
 
 STUB = 'def add(a, b):\n    """Return the sum of a and b."""\n'
@@ -41,7 +41,7 @@ SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTE
 @functools.cache
 def lsp_model() -> Path:
     """The memorising model's folder (clamp repairs + the ``add`` stub's steps)."""
-    from model_runtime.tiny_model import MemoriseSettings, train_memorised_model
+    from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
 
     scratch = Path(tempfile.mkdtemp(prefix="editseq-lsp-model-"))
     instruction = build_instruction(STUB, "add", max_tokens=512).text
@@ -56,7 +56,7 @@ def endless_model() -> Path:
     """Untrained weights with :func:`lsp_model`'s tokenizer that never end a sequence."""
     from transformers import AutoTokenizer
 
-    from model_runtime.tiny_model import build_model, save_model
+    from model_runtime.training.tiny_model import build_model, save_model
 
     tokenizer = AutoTokenizer.from_pretrained(lsp_model())
     model = build_model(tokenizer, "tiny", seed=1)

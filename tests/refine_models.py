@@ -12,7 +12,7 @@ and its feedback back each round.
 ``triple``: the answer is a different wrong program (no better than the
 original), which greedy decoding repeats in the next round.
 
-The prompts are built with the loop's own :func:`~model_runtime.refine.repair_prompt`
+The prompts are built with the loop's own :func:`~model_runtime.refine.loop.repair_prompt`
 from the feedback of real sandbox runs, exactly as the loop will build them.
 ``random_model`` is the same tokenizer with untrained weights: greedy
 decoding from it rambles on without end-of-text, which makes generation long
@@ -27,12 +27,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from model_runtime.feedback import execution_feedback
-from model_runtime.instruction import build_instruction
-from model_runtime.prompts import get_format
-from model_runtime.refine import repair_prompt
-from model_runtime.refine_target import locate_function
-from model_runtime.sandbox import Sandbox, SandboxLimits
+from model_runtime.prompting.feedback import execution_feedback
+from model_runtime.prompting.instruction import build_instruction
+from model_runtime.prompting.formats import get_format
+from model_runtime.refine.loop import repair_prompt
+from model_runtime.refine.target import locate_function
+from model_runtime.sandbox.runner import Sandbox, SandboxLimits
 
 #: The tests' sandbox: our interpreter, no third-party pytest plugins (hypothesis and
 #: friends cost ~2 s per run here and the tests do not need them).
@@ -134,7 +134,7 @@ def _examples(scratch: Path) -> list[tuple[str, str]]:
 
 
 def _apply(code: str, diff: str) -> str:
-    from model_runtime.diff_apply import apply_diff
+    from model_runtime.edits.diff_apply import apply_diff
 
     step = apply_diff(code, diff)
     assert step.applied, step.reason
@@ -144,7 +144,7 @@ def _apply(code: str, diff: str) -> str:
 @functools.cache
 def repair_model() -> Path:
     """The memorising model's folder (trained on first use, ~10-20 s on one core)."""
-    from model_runtime.tiny_model import MemoriseSettings, train_memorised_model
+    from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
 
     folder = Path(tempfile.mkdtemp(prefix="editseq-repair-model-"))
     report = train_memorised_model(folder / "model", _examples(folder), MemoriseSettings(steps=200))
@@ -157,7 +157,7 @@ def random_model() -> Path:
     """Untrained weights with the repair model's tokenizer: a real model that never stops talking."""
     from transformers import AutoTokenizer
 
-    from model_runtime.tiny_model import build_model, save_model
+    from model_runtime.training.tiny_model import build_model, save_model
 
     tokenizer = AutoTokenizer.from_pretrained(repair_model())
     folder = Path(tempfile.mkdtemp(prefix="editseq-random-model-")) / "model"

@@ -3,13 +3,18 @@
 ``transformers`` runs a model in this process; ``openai`` talks to any
 OpenAI-compatible ``/v1/completions`` endpoint (vLLM for scale-out). The
 backend classes are loaded on first access, so importing this package costs
-neither torch nor httpx.
+neither torch nor httpx. :mod:`.openai_server` is a small OpenAI-compatible
+server of our own over the transformers backend.
+
+May import: ``edits`` (the diff separator), ``defaults``, ``errors``.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING
+
+from model_runtime import defaults
 
 from .base import (
     Backend,
@@ -70,13 +75,12 @@ __all__ = [
 ]
 
 
-def make_backend(kind: str, model: str, *, endpoint: str = "http://127.0.0.1:8000/v1",
-                 device: str = "auto") -> Backend:
-    """The backend the CLI, the server and the pytest plugin build from their settings.
+def make_backend(kind: str, model: str, *, endpoint: str = defaults.ENDPOINT,
+                 device: str = defaults.DEVICE) -> Backend:
+    """The backend of ``kind`` for ``model`` (front ends reach it through :mod:`model_runtime.run.engine`).
 
     ``kind`` is ``transformers`` (``model`` is a folder or hub id, run on
     ``device``) or ``openai`` (``model`` is the served name at ``endpoint``).
-    One function, so every front end reads the same settings the same way.
     """
     if kind == "openai":
         from .openai_backend import OpenAIBackend, OpenAIConfig
@@ -86,7 +90,7 @@ def make_backend(kind: str, model: str, *, endpoint: str = "http://127.0.0.1:800
         from .transformers_backend import TransformersBackend, TransformersConfig
 
         return TransformersBackend(TransformersConfig(model=model, device=device))
-    raise ValueError(f"unknown backend {kind!r}; choose 'transformers' or 'openai'")
+    raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(defaults.BACKENDS)}")
 
 
 def __getattr__(name: str):

@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..editpath import split_edits
+from model_runtime.edits.editpath import split_edits
+from model_runtime import defaults
+from model_runtime.errors import EditseqError
 
 __all__ = [
     "Backend",
@@ -39,6 +41,7 @@ __all__ = [
     "ModelLoadError",
     "StreamEvent",
     "TextEvent",
+    "sampled_request",
 ]
 
 
@@ -52,8 +55,9 @@ class GenerationRequest:
 
     prompt: str
     k: int = 1
-    max_new_tokens: int = 256
-    temperature: float = 0.0
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    temperature: float = defaults.TEMPERATURE
+    #: 1.0: no nucleus truncation unless asked (front ends ask for ``defaults.TOP_P``).
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
@@ -75,6 +79,20 @@ class GenerationRequest:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def sampled_request(sampling, prompt: str, *, k: int = 1, seed_offset: int = 0,
+                    stop: tuple[str, ...] = ()) -> GenerationRequest:
+    """A request with ``sampling``'s numbers: the one way a budget or settings object becomes a request.
+
+    ``sampling`` is any object with ``max_new_tokens``, ``temperature``,
+    ``top_p`` and ``seed`` (the refine budget, the evaluation and collection
+    settings); ``seed_offset`` varies the seed per problem. Building the
+    request also checks the numbers, so settings call it once when made.
+    """
+    seed = None if sampling.seed is None else sampling.seed + seed_offset
+    return GenerationRequest(prompt=prompt, k=k, max_new_tokens=sampling.max_new_tokens,
+                             temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, stop=stop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +213,7 @@ class Backend(Protocol):
         ...
 
 
-class BackendError(Exception):
+class BackendError(EditseqError):
     """Base of every error a backend raises."""
 
 

@@ -2,7 +2,7 @@
 
 This is the scale-out path: the model runs in a server on the user's GPU
 (vLLM, or anything speaking the same protocol, such as
-:mod:`model_runtime.openai_server`) and the editor talks to it over HTTP.
+:mod:`model_runtime.backends.openai_server`) and the editor talks to it over HTTP.
 Serve a LintSeq model folder with vLLM like this::
 
     vllm serve ./model_dir --served-model-name lsp --host 127.0.0.1 --port 8000 \\
@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_runtime import defaults
+
 from .base import (
     DoneEvent,
     EndpointError,
@@ -57,7 +59,7 @@ _EXCERPT = 300
 class OpenAIConfig:
     """Where the endpoint is and how long to wait for it."""
 
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str = defaults.ENDPOINT
     #: The served model name (vLLM's ``--served-model-name``).
     model: str = "lsp"
     api_key: str | None = None

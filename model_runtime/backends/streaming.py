@@ -3,7 +3,7 @@
 Backends deliver text in pieces of any size (a token, an SSE chunk); an
 editor wants whole diffs. :class:`DiffSplitter` cuts the text at each
 ``<|diff|>`` as soon as it is complete and applies stop strings, so that the
-diffs streamed are exactly :func:`~model_runtime.editpath.split_edits` of the
+diffs streamed are exactly :func:`~model_runtime.edits.editpath.split_edits` of the
 final text. :class:`CandidateTracker` adds the bookkeeping (token count,
 finish reason, events). :func:`iterate_in_thread` runs a blocking generation
 in a worker thread and hands its events to the caller as an iterator.
@@ -15,7 +15,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from ..editpath import DIFF_TOKEN, split_edits
+from model_runtime.edits.editpath import DIFF_TOKEN, split_edits
+
 from .base import CandidateEvent, Completion, EditEvent, StreamEvent, TextEvent
 
 __all__ = ["CandidateTracker", "DiffSplitter", "iterate_in_thread"]

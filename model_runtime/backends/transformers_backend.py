@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..editpath import DIFF_TOKEN
+from model_runtime.edits.editpath import DIFF_TOKEN
+
 from .base import (
     BackendOutOfMemory,
     DoneEvent,

@@ -3,6 +3,11 @@
 Each subcommand lives in its own module and registers itself here. Modules
 import their heavy dependencies (torch, transformers, pylint) inside the
 handler, so ``editseq --help`` and light subcommands start fast.
+
+A front end: runs go through :mod:`model_runtime.run`; flags take their
+defaults from :mod:`model_runtime.defaults`; an
+:class:`~model_runtime.errors.EditseqError` becomes a message and exit status
+2. May import every engine package, and ``lsp_server`` (``editseq serve``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import corpus_cmd, eval_cmd, generate_cmd, lintseq_cmd, refine_cmd, serve_cmd, train_cmd
+from model_runtime.cli import corpus_cmd, eval_cmd, generate_cmd, lintseq_cmd, refine_cmd, serve_cmd, train_cmd
 
 __all__ = ["main", "build_parser"]
 
@@ -34,10 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from model_runtime.errors import EditseqError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except EditseqError as exc:  # one a subcommand did not word itself: still a message, not a traceback
+        print(f"editseq {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("editseq: interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,13 @@
-"""Argument types shared by the subcommands, so every command rejects bad numbers the same way."""
+"""Arguments shared by the subcommands: one spelling, one default (from :mod:`model_runtime.defaults`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+
+from model_runtime import defaults
+
+MODEL_HELP = "model folder or hub id (transformers), or the served model name (openai)"
 
 
 def positive_int(text: str) -> int:
@@ -14,26 +18,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser, *, backend_help: str | None = None) -> None:
+    """``--backend``, ``--endpoint`` and ``--device``: where the model runs."""
+    parser.add_argument("--backend", choices=defaults.BACKENDS, default=defaults.BACKEND, help=backend_help)
+    parser.add_argument("--endpoint", default=defaults.ENDPOINT,
+                        help="base URL of the OpenAI-compatible server (openai backend)")
+    parser.add_argument("--device", default=defaults.DEVICE,
+                        help="auto (cuda, then mps, then cpu), or a torch device")
+
+
+def run_config(args: argparse.Namespace, **settings):
+    """The :class:`~model_runtime.run.config.RunConfig` of ``args``' model and backend flags, plus ``settings``."""
+    from model_runtime.run.config import RunConfig
+
+    return RunConfig(model=args.model, backend=args.backend, endpoint=args.endpoint, device=args.device,
+                     **settings)
+
+
 @contextlib.contextmanager
 def loaded_backend(args: argparse.Namespace):
     """The backend ``--backend/--model/--endpoint/--device`` name, loaded, closed afterwards.
 
-    Backend failures come out as ``ValueError`` with the message a user can
-    act on (an unreachable endpoint names the flag), so every batch command
-    reports them the same way. Loading first means an OpenAI endpoint is
-    checked (it answers and serves ``--model``) before any work starts.
+    Loading first means an OpenAI endpoint is checked (it answers and serves
+    ``--model``) before any work starts. Failures are
+    :class:`~model_runtime.errors.EditseqError` with a message naming the flag.
     """
-    from model_runtime.backends import BackendError, EndpointUnreachable, make_backend
+    from model_runtime.run.engine import opened_backend
 
-    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
-    try:
-        backend.load()
+    with opened_backend(run_config(args)) as backend:
         yield backend
-    except EndpointUnreachable as exc:
-        raise ValueError(f"cannot reach the OpenAI-compatible endpoint {args.endpoint} (--endpoint): {exc}") from None
-    except BackendError as exc:
-        raise ValueError(f"model error: {exc}") from None
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_runtime.corpus import (
+    from model_runtime.corpus.build import (
         CorpusError,
         CorpusOptions,
         build_corpus,

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from model_runtime import defaults
+
+from .arguments import MODEL_HELP, add_backend_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a model on a benchmark",
@@ -24,20 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     source = humaneval.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model",
-                        help="model folder or hub id (transformers), or the served model name (openai)")
+    source.add_argument("--model", help=MODEL_HELP)
     source.add_argument("--samples", type=Path,
                         help="JSONL of {task_id, completion} (appended to the prompt) or {task_id, program}")
-    humaneval.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
-                           help="run --model in-process (transformers, default) or through an "
-                                "OpenAI-compatible endpoint (openai)")
-    humaneval.add_argument("--endpoint", default="http://127.0.0.1:8000/v1",
-                           help="base URL of the OpenAI-compatible server (openai backend)")
+    add_backend_arguments(humaneval, backend_help="run --model in-process (transformers, default) or through an "
+                                                  "OpenAI-compatible endpoint (openai)")
     humaneval.add_argument("--n", type=int, default=1, help="samples per problem (default: 1)")
     humaneval.add_argument("--temperature", type=float, default=None,
-                           help="sampling temperature (default: 0, greedy, for --n 1; else 0.8)")
-    humaneval.add_argument("--top-p", type=float, default=0.95)
-    humaneval.add_argument("--max-new-tokens", type=int, default=256)
+                           help=f"sampling temperature (default: {defaults.TEMPERATURE:g}, greedy, for --n 1; "
+                                f"else {defaults.SAMPLING_TEMPERATURE:g})")
+    humaneval.add_argument("--top-p", type=float, default=defaults.TOP_P)
+    humaneval.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
     humaneval.add_argument("--refine-rounds", type=int, default=0,
                            help="repair rounds per refine chain; 0 runs the one-shot arm only (default)")
     humaneval.add_argument("--limit", type=int, default=None, help="only the first L problems")
@@ -45,8 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="output folder (default: eval-humaneval)")
     humaneval.add_argument("--timeout", type=float, default=3.0, help="seconds per problem (default: 3)")
     humaneval.add_argument("--workers", type=int, default=2, help="parallel sandbox runs (default: 2)")
-    humaneval.add_argument("--seed", type=int, default=0)
-    humaneval.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
+    humaneval.add_argument("--seed", type=int, default=defaults.SEED)
     humaneval.add_argument("--no-progress", action="store_true", help="no progress bar")
     humaneval.set_defaults(handler=run)
 
@@ -59,8 +59,9 @@ def _fail(message: str, code: int = 1) -> int:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model_runtime.evaluation_report import write_report
-    from model_runtime.evaluation_run import EvalSettings, evaluate_model, evaluate_samples, read_samples
+    from model_runtime.errors import EditseqError
+    from model_runtime.evaluation.report import write_report
+    from model_runtime.evaluation.run import EvalSettings, evaluate_model, evaluate_samples, read_samples
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1", 2)
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 report = evaluate_samples(args.samples, limit=args.limit, timeout_s=args.timeout,
                                           workers=args.workers, progress=bar.update)
         else:
-            temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
+            temperature = args.temperature if args.temperature is not None else (
+                defaults.TEMPERATURE if args.n == 1 else defaults.SAMPLING_TEMPERATURE)
             settings = EvalSettings(n=args.n, temperature=temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, refine_rounds=args.refine_rounds,
                                     timeout_s=args.timeout, workers=args.workers, seed=args.seed)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             # Which model answered, so a summary.json says what it measured.
             report.settings.update(model=args.model, backend=args.backend,
                                    endpoint=args.endpoint if args.backend == "openai" else None)
-    except (OSError, ValueError, KeyError) as exc:
+    except (EditseqError, OSError, ValueError, KeyError) as exc:
         return _fail(str(exc), 2)
     data = write_report(report, args.out)
     print((args.out / "table.md").read_text(encoding="utf-8"), end="")

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from model_runtime import defaults
+
+from .arguments import MODEL_HELP, add_backend_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -18,11 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "candidate's resulting program and any refused steps with their reasons."
         ),
     )
-    parser.add_argument("--model", required=True,
-                        help="model folder or hub id (transformers), or the served model name (openai)")
-    parser.add_argument("--backend", choices=("transformers", "openai"), default="transformers")
-    parser.add_argument("--endpoint", default="http://127.0.0.1:8000/v1",
-                        help="base URL of the OpenAI-compatible server (openai backend)")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_backend_arguments(parser)
     parser.add_argument("--format", default="lintseq", choices=("lintseq", "cycle", "cycle-program", "chat"),
                         help="prompt format (default: lintseq)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -31,12 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--code-file", type=Path,
                         help="the code the answer edits: the faulty code for cycle formats (default: none)")
     parser.add_argument("--feedback", default="", help="execution feedback for the cycle formats")
-    parser.add_argument("--candidates", "-k", type=int, default=1, help="candidates (default: 1)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
+    parser.add_argument("--candidates", "-k", type=int, default=defaults.CANDIDATES,
+                        help=f"candidates (default: {defaults.CANDIDATES})")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
+    parser.add_argument("--temperature", type=float, default=defaults.TEMPERATURE, help="0 means greedy (default)")
+    parser.add_argument("--top-p", type=float, default=defaults.TOP_P)
+    parser.add_argument("--seed", type=int, default=None, help="default: none, a fresh sample each run")
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.set_defaults(handler=run)
 
@@ -47,16 +48,13 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_runtime.backends import (
-        BackendError,
-        CandidateEvent,
-        DoneEvent,
-        EditEvent,
-        GenerationRequest,
-        make_backend,
-    )
-    from model_runtime.prompts import PromptRequest, get_format
-    from model_runtime.proposals import interpret_completion
+    from model_runtime.backends import CandidateEvent, DoneEvent, EditEvent, GenerationRequest
+    from model_runtime.errors import EditseqError
+    from model_runtime.run.engine import make_backend
+
+    from .arguments import run_config
+    from model_runtime.prompting.formats import PromptRequest, get_format
+    from model_runtime.prompting.proposals import interpret_completion
 
     try:
         instruction = args.prompt if args.prompt is not None else args.prompt_file.read_text(encoding="utf-8")
@@ -71,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"editseq generate: {exc}", file=sys.stderr)
         return 2
 
-    backend = make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
     try:
+        backend = make_backend(run_config(args))
         backend.load()
         options = {}
         if args.format == "chat":
@@ -90,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 printer.candidate(interpret_completion(fmt, event.completion, code))
             elif isinstance(event, DoneEvent):
                 printer.done(event.result)
-    except BackendError as exc:
+    except EditseqError as exc:
         return _fail(str(exc))
     except ValueError as exc:  # a prompt format that cannot be built (e.g. no chat template)
         return _fail(str(exc))

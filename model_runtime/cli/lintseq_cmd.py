@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_runtime.lintseq import LintSeqOptions
-    from model_runtime.lintseq_data import InputError, LintSeqJob, read_jsonl_programs, run_lintseq
+    from model_runtime.lintseq.sampler import LintSeqOptions
+    from model_runtime.lintseq.data import InputError, LintSeqJob, read_jsonl_programs, run_lintseq
 
     if bool(args.input) == bool(args.from_repo):
         print("editseq lintseq: give either INPUT.jsonl or --from-repo DIR", file=sys.stderr)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     scan = None
     if args.from_repo:
-        from model_runtime.repo_corpus import RepoScan, repo_programs
+        from model_runtime.corpus.repo import RepoScan, repo_programs
 
         if not os.path.isdir(args.from_repo):
             print(f"editseq lintseq: not a directory: {args.from_repo}", file=sys.stderr)

@@ -9,7 +9,9 @@ Exit codes (also in ``--help``):
 
 ``--apply`` writes only a verified result, atomically (a temporary file in the
 same folder, then a rename), and only if the file on disk is still the one
-the run started from: a user who kept typing must not lose the edit.
+the run started from: a user who kept typing must not lose the edit. The run
+itself goes through the same seam as the pytest plugin and the language
+server (:mod:`model_runtime.run.engine`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from model_runtime import defaults
+
+from .arguments import MODEL_HELP, add_backend_arguments
+
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
-#: Variables that configure the user's pytest; passed into the otherwise scrubbed sandbox.
-PYTEST_VARIABLES = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 
 EPILOG = """\
 exit status: 0 verified green (written with --apply), 1 not verified (budget, patience or
@@ -50,20 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="file relative to the workspace root, and a function or Class.method")
     parser.add_argument("--tests", nargs="+", required=True, metavar="NODEID",
                         help="pytest node ids (or test files) that must pass")
-    parser.add_argument("--model", required=True,
-                        help="model folder or hub id (transformers), or the served model name (openai)")
-    parser.add_argument("--backend", choices=("transformers", "openai"), default="transformers")
-    parser.add_argument("--endpoint", default="http://127.0.0.1:8000/v1",
-                        help="base URL of the OpenAI-compatible server (openai backend)")
-    parser.add_argument("--rounds", type=int, default=4, help="repair rounds after round 0 (default: 4)")
-    parser.add_argument("--candidates", "-k", type=int, default=1, help="candidates per round (default: 1)")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    add_backend_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS,
+                        help=f"repair rounds after round 0 (default: {defaults.ROUNDS})")
+    parser.add_argument("--candidates", "-k", type=int, default=defaults.CANDIDATES,
+                        help=f"candidates per round (default: {defaults.CANDIDATES})")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock budget for the whole run, which also bounds each test run")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
+    parser.add_argument("--temperature", type=float, default=defaults.TEMPERATURE, help="0 means greedy (default)")
     parser.add_argument("--python", default=None, metavar="EXE",
                         help="interpreter for the tests (default: the workspace's .venv/venv, else PATH's)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     parser.add_argument("--trajectory", metavar="FILE", type=Path,
                         help="write the whole run (every round's prompt, code, feedback and candidates) as JSON; "
@@ -79,29 +80,25 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_runtime.backends import BackendError
-    from model_runtime.refine import RefineBudget, RefineError, RefineTarget, refine
-    from model_runtime.sandbox import Sandbox, SandboxError, SandboxLimits
+    from model_runtime.errors import EditseqError
+    from model_runtime.run import engine
+
+    from .arguments import run_config
 
     path, sep, function = args.target.rpartition("::")
     if not sep or not path or not function:
         return _fail(f"the target must be FILE::FUNCTION, got {args.target!r}")
-    try:
-        budget = RefineBudget(rounds=args.rounds, candidates=args.candidates, seconds=args.timeout,
-                              max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-        limits = SandboxLimits() if args.timeout is None else SandboxLimits(timeout_s=args.timeout)
-        env = {name: os.environ[name] for name in PYTEST_VARIABLES if name in os.environ}
-        sandbox = Sandbox(Path.cwd(), python=args.python, limits=limits, env=env)
-    except (ValueError, SandboxError) as exc:
-        return _fail(str(exc))
     printer = _JsonPrinter() if args.json else _TextPrinter()
+    root = Path.cwd()
     try:
+        config = run_config(args, rounds=args.rounds, candidates=args.candidates, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, timeout=args.timeout, python=args.python)
         # The model loads on first use, after the input was checked and round 0 ran.
-        result = refine(RefineTarget(Path.cwd(), path, function), args.tests, _backend(args), sandbox=sandbox,
-                        budget=budget, on_event=printer.event)
-    except (RefineError, BackendError) as exc:
+        result = engine.refine(config, engine.make_backend(config), root, path, function, args.tests,
+                               on_event=printer.event)
+    except EditseqError as exc:
         return _fail(str(exc))
-    applied, why = _apply(result) if args.apply else (False, "")
+    applied, why = engine.apply_result(root, result) if args.apply else (False, "")
     if args.trajectory is not None:
         try:
             _write_json(args.trajectory, result.to_dict())
@@ -117,46 +114,6 @@ def _write_json(path: Path, data: dict) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _backend(args: argparse.Namespace):
-    from model_runtime.backends import make_backend
-
-    return make_backend(args.backend, args.model, endpoint=args.endpoint, device=args.device)
-
-
-def _apply(result) -> tuple[bool, str]:
-    """Write a verified result; ``(written, why not)``."""
-    if not result.verified:
-        return False, "not verified green"
-    if result.final == result.original:
-        return False, "nothing to change"
-    if not write_if_unchanged(Path.cwd() / result.path, result.original, result.final):
-        return False, "the file changed on disk during the run"
-    return True, ""
-
-
-def write_if_unchanged(path: Path, expected: str, text: str) -> bool:
-    """Replace ``path`` with ``text`` atomically if it still holds ``expected``; False if not.
-
-    The temporary file gets the original's permissions, so the rename keeps them.
-    """
-    try:
-        if path.read_bytes() != expected.encode("utf-8"):
-            return False
-        mode = path.stat().st_mode & 0o7777
-    except OSError:
-        return False
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".editseq", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(text.encode("utf-8"))
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return True
 
 
 class _JsonPrinter:

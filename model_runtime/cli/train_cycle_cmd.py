@@ -2,8 +2,8 @@
 
 ``cycle-collect`` samples the current model on problems with tests and
 imports verified refine trajectories, writing repair and plain rows
-(:mod:`model_runtime.cycle_data`); ``cycle`` fine-tunes on them mixed with
-LintSeq rows, with past-generation masking (:mod:`model_runtime.cycle_training`).
+(:mod:`model_runtime.training.cycle_data`); ``cycle`` fine-tunes on them mixed with
+LintSeq rows, with past-generation masking (:mod:`model_runtime.training.cycle_training`).
 Exit status 2: bad input (missing or malformed files, bad numbers, a model or
 endpoint that cannot be used).
 """
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .arguments import positive_int
+from model_runtime import defaults
+
+from . import train_flags
+from .arguments import MODEL_HELP, add_backend_arguments, positive_int
 
 __all__ = ["register_jobs"]
 
@@ -63,25 +66,23 @@ def _register_collect(jobs: argparse._SubParsersAction) -> None:
             "train on them with `editseq train cycle`."
         ),
     )
-    parser.add_argument("--model", help="model folder or hub id (transformers), or the served model name (openai)")
-    parser.add_argument("--backend", choices=("transformers", "openai"), default="transformers")
-    parser.add_argument("--endpoint", default="http://127.0.0.1:8000/v1",
-                        help="base URL of the OpenAI-compatible server (openai backend)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
+    parser.add_argument("--model", help=MODEL_HELP)
+    add_backend_arguments(parser)
     parser.add_argument("--problems", nargs="+", default=[], metavar="FILE",
                         help="HumanEval-schema JSONL files (task_id, prompt, entry_point, test, canonical_solution)")
     parser.add_argument("--samples", "-k", type=positive_int, default=4, metavar="K",
                         help="samples per problem (default: 4)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
+    parser.add_argument("--temperature", type=float, default=defaults.SAMPLING_TEMPERATURE,
+                        help=f"sampling temperature (default: {defaults.SAMPLING_TEMPERATURE:g})")
+    parser.add_argument("--top-p", type=float, default=defaults.TOP_P)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=defaults.MAX_NEW_TOKENS)
     parser.add_argument("--timeout", type=_positive, default=3.0, help="seconds per program (default: 3)")
     parser.add_argument("--workers", type=positive_int, default=2, help="parallel sandbox runs (default: 2)")
     parser.add_argument("--limit", type=positive_int, help="only the first L problems")
     parser.add_argument("--trajectories", nargs="+", default=[], metavar="FILE",
                         help="refine results (RefineResult.to_dict() JSON: an object, a list, or one per line)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output JSONL (cycle.jsonl)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=defaults.SEED)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_collect)
 
@@ -92,7 +93,8 @@ def _fail(job: str, message: str) -> int:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from model_runtime.cycle_data import (
+    from model_runtime.errors import EditseqError
+    from model_runtime.training.cycle_data import (
         CollectCounts,
         CollectSettings,
         collect_cycle_data,
@@ -124,7 +126,7 @@ def run_collect(args: argparse.Namespace) -> int:
             sampled, sample_counts = _collect(args, problems, settings, collect_cycle_data)
             rows = sampled + rows
             _merge(counts, sample_counts)
-    except (OSError, ValueError) as exc:
+    except (EditseqError, OSError, ValueError) as exc:
         return _fail("cycle-collect", str(exc))
     written = write_rows(args.out, rows)
     print(f"train cycle-collect: {counts.summary()}; wrote {written} rows to {args.out}")
@@ -153,8 +155,6 @@ def _collect(args: argparse.Namespace, problems, settings, collect_cycle_data):
 
 
 def _register_train(jobs: argparse._SubParsersAction) -> None:
-    from . import train_cmd, train_pretrain_cmd
-
     parser = jobs.add_parser(
         "cycle",
         help="fine-tune on CYCLE repair rows mixed with LintSeq rows (past-generation masking)",
@@ -179,21 +179,19 @@ def _register_train(jobs: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="model folder to fine-tune (usually the one the data was collected from)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoints, log, model)")
-    train_cmd.add_sft_flags(parser)
-    train_pretrain_cmd.add_run_flags(parser)
+    train_flags.add_sft_flags(parser)
+    train_flags.add_run_flags(parser)
     parser.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from model_runtime.cycle_training import CycleSettings, train_cycle
-    from model_runtime.training import SftSettings, TrainingError
-
-    from . import train_cmd, train_pretrain_cmd
+    from model_runtime.training.cycle_training import CycleSettings, train_cycle
+    from model_runtime.training.sft import SftSettings, TrainingError
 
     if args.model.startswith("size:"):
         return _fail("cycle", "--model must be a trained model folder: CYCLE fine-tunes the model it collected from")
     training = SftSettings(data=tuple(args.lintseq_data), model=args.model, out=args.out,
-                           **train_cmd.sft_flag_settings(args), **train_pretrain_cmd.run_settings(args))
+                           **train_flags.sft_flag_settings(args), **train_flags.run_settings(args))
     settings = CycleSettings(data=tuple(args.data), lintseq_data=tuple(args.lintseq_data),
                              lintseq_ratio=args.lintseq_ratio, pgm=args.pgm, training=training)
     try:
@@ -203,5 +201,5 @@ def run_train(args: argparse.Namespace) -> int:
     data = (f"{mix.repair} repair + {mix.plain} plain examples ({mix.plain_collected} collected, "
             f"{mix.plain_lintseq} lintseq; repair {100 * mix.repair_share:.0f} %), pgm {args.pgm:g}, "
             f"{report.data.truncated} truncated, {report.data.dropped_long_prompt} dropped")
-    print(train_pretrain_cmd.summary_line("cycle", report, data))
+    print(train_flags.summary_line("cycle", report, data))
     return 0

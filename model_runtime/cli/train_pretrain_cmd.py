@@ -5,33 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import train_flags
 from .arguments import positive_int
 
-__all__ = ["add_run_flags", "register_jobs", "run_settings"]
+__all__ = ["register_jobs"]
 
 
 def register_jobs(jobs: argparse._SubParsersAction) -> None:
     _register_tokenizer(jobs)
     _register_pretrain(jobs)
     _register_export(jobs)
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags every Trainer job shares for long runs: chunking, device figures, speed."""
-    parser.add_argument("--time-budget", type=float, metavar="MINUTES",
-                        help="stop with a checkpoint MINUTES after the job started (data and model loading "
-                             "included); --resume continues the same schedule (cut a long run into chunks)")
-    parser.add_argument("--peak-tflops", type=float, metavar="T",
-                        help="device peak TFLOP/s for the MFU figure (default: looked up for H100/H200/A100/L4)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
-    parser.add_argument("--dataloader-workers", type=int, default=0, metavar="N",
-                        help="data loader worker processes (default: 0)")
-
-
-def run_settings(args: argparse.Namespace) -> dict:
-    """The :class:`~model_runtime.training.SftSettings` fields of :func:`add_run_flags`."""
-    return {"time_budget_minutes": args.time_budget, "peak_tflops": args.peak_tflops, "compile": args.compile,
-            "dataloader_workers": args.dataloader_workers}
 
 
 def _register_tokenizer(jobs: argparse._SubParsersAction) -> None:
@@ -50,8 +33,8 @@ def _register_tokenizer(jobs: argparse._SubParsersAction) -> None:
 def _run_tokenizer(args: argparse.Namespace) -> int:
     import time
 
-    from model_runtime.pretraining import train_corpus_tokenizer
-    from model_runtime.training import TrainingError
+    from model_runtime.training.pretraining import train_corpus_tokenizer
+    from model_runtime.training.sft import TrainingError
 
     start = time.perf_counter()
     try:
@@ -95,13 +78,13 @@ def _register_pretrain(jobs: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_run_flags(parser)
+    train_flags.add_run_flags(parser)
     parser.set_defaults(handler=_run_pretrain)
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
-    from model_runtime.pretraining import pretrain
-    from model_runtime.training import SftSettings, TrainingError
+    from model_runtime.training.pretraining import pretrain
+    from model_runtime.training.sft import SftSettings, TrainingError
 
     settings = SftSettings(
         data=tuple(args.data), model=args.model, out=args.out, tokenizer=args.tokenizer,
@@ -109,31 +92,17 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         lr_scheduler=args.lr_scheduler, warmup_ratio=args.warmup, weight_decay=args.weight_decay,
         batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.block_size,
         save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
-        resume=args.resume, seed=args.seed, threads=args.threads, progress=not args.quiet, **run_settings(args),
+        resume=args.resume, seed=args.seed, threads=args.threads, progress=not args.quiet,
+        **train_flags.run_settings(args),
     )
     try:
         report = pretrain(settings)
     except TrainingError as exc:
         print(f"editseq train pretrain: {exc}", file=sys.stderr)
         return 2
-    print(summary_line("pretrain", report, f"{report.data.documents} documents, {report.data.tokens} tokens "
-                       f"in {report.examples} blocks of {args.block_size}"))
+    data = f"{report.data.documents} documents, {report.data.tokens} tokens in {report.examples} blocks of {args.block_size}"
+    print(train_flags.summary_line("pretrain", report, data))
     return 0
-
-
-def summary_line(job: str, report, data: str) -> str:
-    """One line that says what a training run did, with its speed figures."""
-    resumed = f", resumed from {report.resumed_from}" if report.resumed_from else ""
-    loss = (f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}"
-            if report.first_loss is not None else "no loss logged")
-    speed = f"{report.steps_per_second:.2f} steps/s"
-    if report.tokens_per_second:
-        speed += f", {report.tokens_per_second:,.0f} tokens/s"
-    if report.mfu is not None:
-        speed += f", MFU {100 * report.mfu:.1f} %"
-    stopped = " (time budget reached; --resume continues)" if report.stopped_early else ""
-    return (f"train {job}: {data}, {report.parameters / 1e6:.2f}M parameters, step {report.global_step}"
-            f"{resumed}{stopped}, {loss}, {speed}, {report.precision}; model in {report.out}")
 
 
 def _register_export(jobs: argparse._SubParsersAction) -> None:
@@ -153,7 +122,7 @@ def _register_export(jobs: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from model_runtime.export import MIB, ExportError, export_model
+    from model_runtime.training.export import MIB, ExportError, export_model
 
     try:
         report = export_model(args.model, args.out, dtype=args.dtype, max_shard_mb=args.max_shard_mb,

@@ -60,7 +60,7 @@ let model = process.env.EDITSEQ_E2E_MODEL;
 if (!model) {
   model = path.join(RUN, "model");
   say(`training a tiny LintSeq model into ${model} (set EDITSEQ_E2E_MODEL to reuse one)`);
-  execFileSync(PYTHON, ["-c", `from model_runtime.tiny_model import train_lintseq_model; train_lintseq_model(${JSON.stringify(model)})`],
+  execFileSync(PYTHON, ["-c", `from model_runtime.training.tiny_model import train_lintseq_model; train_lintseq_model(${JSON.stringify(model)})`],
     { cwd: REPO, stdio: ["ignore", "ignore", "inherit"] });
 }
 model = path.resolve(model);

@@ -83,12 +83,22 @@ describe("editseq extension", () => {
     assert.deepEqual(host.client.clientOptions.initializationOptions, { model: "/models/tiny", rounds: 2, temperature: 0.5 });
   });
 
-  it("mirrors every server setting, with the server's defaults (lsp_server/settings.py)", () => {
+  it("mirrors every server setting, with the server's defaults (lsp_server/settings.py, model_runtime/defaults.py)", () => {
     const source = fs.readFileSync(path.join(ROOT, "..", "..", "lsp_server", "settings.py"), "utf8");
+    const engineDefaults = fs.readFileSync(path.join(ROOT, "..", "..", "model_runtime", "defaults.py"), "utf8");
+    const literal = (text: string) => JSON.parse(text.replace(/_/g, "").replace(/'/g, '"'));
+    // A field's default is a literal, or `defaults.NAME` read from the engine's one source of defaults.
+    const resolve = (value: string) => {
+      const name = value.match(/^defaults\.(\w+)$/)?.[1];
+      if (!name) return literal(value);
+      const found = engineDefaults.match(new RegExp(`^${name} = (.+)$`, "m"));
+      assert.ok(found, `model_runtime/defaults.py has no ${name}`);
+      return literal(found![1]);
+    };
     const body = source.slice(source.indexOf("class Settings"), source.indexOf("_CHOICES"));
     const fields = [...body.matchAll(/^ {4}(\w+): (str|int|float|bool) = (.+)$/gm)].map((m) => ({
       name: m[1],
-      value: m[3] === "DEFAULT_MODEL" ? JSON.parse(source.match(/DEFAULT_MODEL = (".*")/)![1]) : JSON.parse(m[3].replace(/_/g, "").replace(/'/g, '"')),
+      value: resolve(m[3]),
     }));
     const required = ["model", "backend", "endpoint", "device", "format", "rounds", "candidates", "maxNewTokens",
       "temperature", "timeout", "python", "testCommand"];

@@ -1,0 +1,121 @@
+"""The server object every handler gets as ``ls``: pygls' server plus editseq's state.
+
+It holds the parts and a few helpers, nothing more: the merged
+:class:`~.settings.Settings` and their sources, the :class:`~.model_host.ModelHost`,
+the :class:`~.runbook.RunBook` (runs in flight and finished), and the
+:class:`~.diagnostics.ReportWatcher` (the failure report as diagnostics).
+The handlers (:mod:`.lifecycle`, :mod:`.actions`) import this module; the
+module that registers them (:mod:`.server`) imports both, so nothing here
+imports a handler.
+
+Threads: the asyncio event loop answers every request and notification and
+never waits on the model or the tests; the model loads in its own worker
+(:mod:`.model_host`); each run is one call into the engine on the run book's
+pool, and its progress comes back to the loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as t
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from model_runtime import __version__
+
+from .diagnostics import ReportWatcher
+from .model_host import ModelHost
+from .protocol import STATUS_METHOD, EditseqProtocol, RunFailed, for_user
+from .runbook import RunBook
+from .settings import INITIALIZATION_OPTIONS, PYPROJECT, Settings, pyproject_settings, settings_from
+
+__all__ = ["EditseqServer"]
+
+
+class EditseqServer(LanguageServer):
+    """pygls' server plus editseq's state (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("editseq", __version__, protocol_cls=EditseqProtocol,
+                         text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
+        self.settings = Settings()
+        self._sources: dict[str, Any] = {}
+        self._pyproject_problems: list[str] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.host = ModelHost(self._status_from_thread)
+        self.runs = RunBook(self.host, lambda uri: self.workspace.text_documents.get(uri))
+        self.report_watcher = ReportWatcher(self)
+
+    @property
+    def root(self) -> Path | None:
+        root = self.workspace.root_path
+        return Path(root) if root else None
+
+    @property
+    def encoding(self) -> str:
+        encoding = self.workspace.position_encoding
+        return getattr(encoding, "value", encoding) or "utf-16"
+
+    # -- telling the user -----------------------------------------------------------------
+
+    def status(self, state: str, message: str = "") -> None:
+        """The ``editseq/status`` notification; an ``error`` is also shown."""
+        self.protocol.notify(STATUS_METHOD, {"state": state, "message": message})
+        if state == "error":
+            self.window_show_message(t.ShowMessageParams(type=t.MessageType.Error, message=message))
+
+    def _status_from_thread(self, state: str, message: str) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.status, state, message)
+
+    def warn(self, message: object) -> None:
+        """Show ``message`` (text or an error, without the prefix) as a warning."""
+        self.window_show_message(t.ShowMessageParams(type=t.MessageType.Warning, message=for_user(message)))
+
+    def inform(self, message: object) -> None:
+        self.window_show_message(t.ShowMessageParams(type=t.MessageType.Info, message=for_user(message)))
+
+    # -- documents and paths --------------------------------------------------------------
+
+    def open_document(self, uri: str):
+        """The open document at ``uri``, or a clear error (closed, unknown)."""
+        doc = self.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(for_user(f"{uri} is not open in the editor (open it first)"))
+        return doc
+
+    def relative_path(self, uri: str) -> str:
+        """``uri``'s path relative to the workspace root (the tests run from there), or :class:`RunFailed`."""
+        root = self.root
+        path = Path(to_fs_path(uri) or "")
+        if root is None:
+            raise RunFailed("no workspace folder: open a folder (the tests run from its root)")
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            raise RunFailed(f"{path} is outside the workspace {root}") from None
+
+    # -- settings -------------------------------------------------------------------------
+
+    def initial_sources(self, initialization_options: Any) -> None:
+        """Remember pyproject's and the client's options at ``initialize``; applied at ``initialized``,
+        when the client can be told about bad values."""
+        raw, self._pyproject_problems = pyproject_settings(self.root)
+        self._sources[PYPROJECT] = raw
+        self._sources[INITIALIZATION_OPTIONS] = initialization_options
+
+    def apply_initial_sources(self) -> None:
+        for problem in self._pyproject_problems:
+            self.warn(problem)
+        self.set_settings_source(INITIALIZATION_OPTIONS, self._sources.get(INITIALIZATION_OPTIONS))
+
+    def set_settings_source(self, name: str, raw: Any) -> None:
+        """Record one source of settings, recompute them all, and report any bad value."""
+        self._sources[name] = raw
+        self.settings, problems = settings_from(self._sources)
+        for problem in problems:
+            self.warn(problem)

@@ -1,0 +1,10 @@
+"""The offline training corpus: instruction/program pairs, whole files and problems with tests.
+
+Holds :mod:`.build` (``editseq corpus``: sources, filters, counts),
+:mod:`.repo` (pairs from a repository's own code), :mod:`.doctest_problems`
+(HumanEval-schema problems from doctests, validated in the sandbox),
+:mod:`.dedup` (exact and MinHash near duplicates) and :mod:`.decontaminate`
+(dropping text that shares a long n-gram with HumanEval).
+
+May import: ``lintseq``, ``prompting`` (the instruction builder), ``evaluation`` (the problem schema and executor), ``errors``.
+"""

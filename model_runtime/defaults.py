@@ -1,0 +1,35 @@
+"""Defaults, defined once: sampling, the repair budget and the backend.
+
+Every front end takes its defaults from here: ``editseq`` flags, the pytest
+plugin's ``--editseq-*`` options, the language server's settings, and the
+evaluation and CYCLE-collection settings. Change one here and all of them
+follow. Imports nothing, so anything may import it.
+"""
+
+from __future__ import annotations
+
+#: Where the model runs: in this process (transformers) or behind an OpenAI-compatible server.
+BACKENDS = ("transformers", "openai")
+BACKEND = "transformers"
+#: Base URL of the OpenAI-compatible server (``--backend openai``): vLLM's default port.
+ENDPOINT = "http://127.0.0.1:8000/v1"
+#: ``auto``: cuda, then mps, then cpu.
+DEVICE = "auto"
+#: The model the language server uses when none is set.
+MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
+
+#: Prompt format for writing a function (repairs use ``cycle``), and the formats that can write one.
+PROMPT_FORMAT = "lintseq"
+WRITE_FORMATS = ("lintseq",)
+
+#: Sampling. Temperature 0 is greedy (then extra candidates repeat the first).
+TEMPERATURE = 0.0
+TOP_P = 0.95
+MAX_NEW_TOKENS = 256
+CANDIDATES = 1
+SEED = 0
+#: Sampling where several different answers are the point (CYCLE collection).
+SAMPLING_TEMPERATURE = 0.8
+
+#: Repair rounds after round 0.
+ROUNDS = 4

@@ -1,0 +1,74 @@
+"""Which functions a cursor is in: the map an editor needs to offer work on "this function".
+
+The language server gets a position and must name a target the engine
+understands (a qualname such as ``Class.method``) and know whether it is a
+stub to write or code to repair. Only ``ast`` is needed; a file that does not
+parse has no map (the editor is mid-edit, nothing to offer).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+__all__ = ["FunctionSpan", "function_spans", "functions_at", "is_empty_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpan:
+    """One function: 0-based first line (decorators included) and last line, inclusive."""
+
+    qualname: str
+    start_line: int
+    end_line: int
+    def_line: int
+    empty: bool
+    documented: bool
+
+    @property
+    def name(self) -> str:
+        return self.qualname.rpartition(".")[2]
+
+
+def function_spans(source: str) -> list[FunctionSpan]:
+    """Every function and method of ``source``, outer before inner; ``[]`` if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, SystemError):  # SystemError: CPython 3.11 on odd input
+        return []
+    spans: list[FunctionSpan] = []
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                spans.append(FunctionSpan(
+                    qualname=prefix + node.name, start_line=first - 1, end_line=node.end_lineno - 1,
+                    def_line=node.lineno - 1, empty=is_empty_body(node),
+                    documented=ast.get_docstring(node) is not None,
+                ))
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(tree.body, "")
+    return spans
+
+
+def functions_at(source: str, first_line: int, last_line: int | None = None) -> list[FunctionSpan]:
+    """The functions containing lines ``first_line..last_line`` (0-based), innermost last."""
+    last = first_line if last_line is None else last_line
+    return [s for s in function_spans(source) if s.start_line <= first_line and last <= s.end_line]
+
+
+def is_empty_body(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Only a docstring, ``pass`` or ``...``: a stub to write, not code to repair."""
+    for statement in node.body:
+        if isinstance(statement, ast.Pass):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and (
+            statement.value.value is Ellipsis or isinstance(statement.value.value, str)
+        ):
+            continue
+        return False
+    return True

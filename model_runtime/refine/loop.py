@@ -1,0 +1,425 @@
+"""The CYCLE loop: propose, apply in the sandbox, run the tests, show the failure, repeat.
+
+CYCLE (Ding et al., 2024) found that a model which reads its own faulty code
+plus the execution feedback repairs far better than one that regenerates
+blindly, and that weak models copy the faulty code back. :func:`refine` is that
+loop around one function, for every front end (CLI, language server, pytest
+plugin); it knows nothing about editors.
+
+Round 0 runs the function as it is (or, if its body is empty, also asks the
+model to write it in the ``lintseq`` format, from the instruction). Every
+repair round then shows the model the best program so far and its execution
+feedback in the ``cycle`` format, takes ``candidates`` answers, applies each
+to that program, splices the result into the file and runs the tests in the
+:class:`~model_runtime.sandbox.runner.Sandbox` (never in the user's tree).
+Candidates are ranked by tests passed, then by fewer edits; the best one
+changes only for one that passes *more* tests. A candidate that leaves the
+code as it was (the faulty code copied back) or repeats a program already run
+is not run again. The loop stops when the best program is green, when the
+rounds or seconds run out, when the best has not improved for ``patience``
+rounds, or when ``cancel`` is set; cancelling stops generation (the event
+goes to the backend) and kills the test processes (it goes to the sandbox),
+both within a fraction of a second.
+
+Events (:mod:`model_runtime.refine.events`) go to ``on_event`` as things
+happen; the :class:`~model_runtime.refine.events.RefineResult` holds the best
+path as file diffs and the whole trajectory as plain data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_runtime import defaults
+from model_runtime.backends.base import Backend, CandidateEvent, Completion, EditEvent, sampled_request
+from model_runtime.prompting.feedback import execution_feedback
+from model_runtime.prompting.formats import PromptFormat, PromptRequest, get_format
+from model_runtime.prompting.instruction import InstructionTooLong, build_instruction
+from model_runtime.prompting.proposals import interpret_completion
+from model_runtime.sandbox.runner import RunResult, Sandbox, SandboxError
+
+from .events import (
+    CandidateRecord,
+    CandidateTested,
+    EditProposed,
+    RefineEvent,
+    RefineResult,
+    RoundFinished,
+    RoundRecord,
+    RoundStarted,
+    StopReason,
+)
+from .target import FunctionTarget, RefineError, file_diff, locate_function, read_source
+
+__all__ = ["RefineBudget", "RefineError", "RefineTarget", "refine", "repair_prompt", "write_prompt"]
+
+EventSink = Callable[[RefineEvent], None]
+_NOT_FOUND = ("test not found", "test file not found")
+
+
+@dataclass(frozen=True, slots=True)
+class RefineBudget:
+    """How much the loop may spend.
+
+    ``rounds`` counts repair rounds after round 0; ``seconds`` (``None``: no
+    limit) bounds the whole run, generation and tests included; ``patience``
+    is how many rounds in a row without a better candidate end the loop.
+    ``temperature == 0`` is greedy: then extra candidates are copies of the
+    first, so ask for several only with sampling.
+    """
+
+    rounds: int = defaults.ROUNDS
+    candidates: int = defaults.CANDIDATES
+    seconds: float | None = None
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    seed: int | None = defaults.SEED
+    patience: int = 2
+    feedback_tokens: int = 256
+    instruction_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0 or self.candidates < 1 or self.patience < 1:
+            raise ValueError("rounds must be >= 0, candidates and patience >= 1")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {self.seconds}")
+        sampled_request(self, "", k=self.candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class RefineTarget:
+    """The function to make green: ``path`` relative to ``workspace``, ``function`` a qualname."""
+
+    workspace: str | Path
+    path: str
+    function: str
+
+
+def repair_prompt(instruction: str, code: str, feedback: str) -> str:
+    """The exact prompt of a repair round (``cycle`` format), e.g. to build training data."""
+    return get_format("cycle").build(PromptRequest(instruction, code, feedback))
+
+
+def write_prompt(instruction: str) -> str:
+    """The exact prompt of round 0 for an empty function (``lintseq`` format)."""
+    return get_format("lintseq").build(PromptRequest(instruction))
+
+
+def refine(
+    target: RefineTarget,
+    tests: Iterable[str],
+    backend: Backend,
+    *,
+    sandbox: Sandbox | None = None,
+    instruction: str | None = None,
+    budget: RefineBudget = RefineBudget(),
+    on_event: EventSink | None = None,
+    cancel: threading.Event | None = None,
+    source: str | None = None,
+) -> RefineResult:
+    """Repair ``target`` until ``tests`` pass or the budget is spent (see the module docstring).
+
+    ``source`` is the file's text when it differs from the disk (an editor's
+    unsaved buffer): the loop starts from it and the tests run it.
+
+    Raises :class:`RefineError` for input that can never work: no such file or
+    function, no test ids, a test id that matches no test. Model errors are
+    the backend's (:class:`~model_runtime.backends.BackendError`).
+    """
+    tests = list(dict.fromkeys(tests))
+    if not tests:
+        raise RefineError("no test ids: the loop needs tests to know when the code is right")
+    workspace = Path(target.workspace).resolve()
+    if not workspace.is_dir():
+        raise RefineError(f"workspace is not a folder: {target.workspace}")
+    if source is None:
+        source = read_source(workspace, target.path)
+    function = locate_function(source, target.function, target.path)
+    for test in tests:
+        if not (workspace / test.split("::", 1)[0]).exists():
+            raise RefineError(f"test file not found: {test.split('::', 1)[0]} (from test id {test})")
+    if instruction is None:
+        instruction = function_instruction(source, target.function, budget.instruction_tokens)
+    if sandbox is None:
+        sandbox = Sandbox(workspace)
+    elif sandbox.workspace != workspace:
+        raise RefineError(f"the sandbox runs {sandbox.workspace}, not the target's workspace {workspace}")
+    loop = _Loop(function, instruction, tests, backend, sandbox, budget, on_event or (lambda event: None))
+    with _Stopper(cancel, budget.seconds) as stopper:
+        return loop.run(stopper)
+
+
+def function_instruction(source: str, function: str, max_tokens: int) -> str:
+    try:
+        return build_instruction(source, function, max_tokens=max_tokens).text
+    except (LookupError, InstructionTooLong) as exc:
+        raise RefineError(str(exc)) from None
+
+
+class _Stopper:
+    """One event that is set by the caller's ``cancel`` or by the deadline, whichever comes first.
+
+    The backend and the sandbox each take a single event; a watcher thread
+    folds both causes into it (polling every 20 ms) and remembers which.
+    """
+
+    def __init__(self, cancel: threading.Event | None, seconds: float | None) -> None:
+        self.event = threading.Event()
+        self.reason: StopReason | None = None
+        self._cancel = cancel
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="editseq-refine-stop", daemon=True)
+
+    def __enter__(self) -> _Stopper:
+        self._check()
+        if self.reason is None and (self._cancel is not None or self._deadline is not None):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._closed.set()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.02) and not self._check():
+            pass
+
+    def _check(self) -> bool:
+        if self._cancel is not None and self._cancel.is_set():
+            self.reason = "cancelled"
+        elif self._deadline is not None and time.monotonic() >= self._deadline:
+            self.reason = "seconds"
+        else:
+            return False
+        self.event.set()
+        return True
+
+
+class _Loop:
+    """The state of one run: the best candidate, every program run, the trajectory."""
+
+    def __init__(
+        self, function: FunctionTarget, instruction: str, tests: list[str], backend: Backend,
+        sandbox: Sandbox, budget: RefineBudget, emit: EventSink,
+    ) -> None:
+        self.function = function
+        self.instruction = instruction
+        self.tests = tests
+        self.backend = backend
+        self.sandbox = sandbox
+        self.budget = budget
+        self.emit = emit
+        self.rounds: list[RoundRecord] = []
+        self.records: dict[tuple[int, int | None], CandidateRecord] = {}
+        self.step_programs: dict[tuple[int, int | None], list[str]] = {}
+        self.runs: dict[str, CandidateRecord] = {}  # file text -> the candidate that ran it
+        self.best: CandidateRecord | None = None
+        self.stop: _Stopper | None = None
+        self._round_started = 0.0
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stopper: _Stopper) -> RefineResult:
+        self.stop = stopper
+        started = time.perf_counter()
+        self._round_zero()
+        repairs, stale = 0, 0
+        while True:
+            reason = self._stop_reason(repairs, stale)
+            if reason is not None:
+                break
+            repairs += 1
+            stale = 0 if self._repair_round(repairs) else stale + 1
+        result = self._result(reason, repairs, time.perf_counter() - started)
+        self.emit(result.done_event())
+        return result
+
+    def _stop_reason(self, repairs: int, stale: int) -> StopReason | None:
+        if self.best.green:
+            return "green"
+        if self.stop.reason is not None:
+            return self.stop.reason
+        if stale >= self.budget.patience:
+            return "no_improvement"
+        if repairs >= self.budget.rounds:
+            return "rounds"
+        return None
+
+    def _round_zero(self) -> None:
+        """Run the code as it is; for an empty function, also let the model write it."""
+        function = self.function
+        fmt = get_format("lintseq") if function.empty else None
+        record = self._open_round(0, fmt, write_prompt(self.instruction) if fmt else "", "", "")
+        self.best = CandidateRecord(round=0, candidate=None, status="tested", program=function.code)
+        result = self._try(record, self.best, [], function.source)
+        if result is not None:
+            _check_test_ids(result)
+        if fmt is not None:
+            self._propose(record, fmt, record.prompt, start="", parent=None)
+        self._close_round(record)
+
+    def _repair_round(self, number: int) -> bool:
+        """One CYCLE round from the best program so far; True if it found a better one."""
+        best = self.best
+        fmt = get_format("cycle")
+        prompt = fmt.build(PromptRequest(self.instruction, best.program, best.feedback))
+        record = self._open_round(number, fmt, prompt, best.program, best.feedback)
+        self._propose(record, fmt, prompt, start=best.program, parent=best)
+        return self._close_round(record)
+
+    def _open_round(self, number: int, fmt: PromptFormat | None, prompt: str, code: str, feedback: str) -> RoundRecord:
+        self._round_started = time.perf_counter()
+        record = RoundRecord(number, fmt.name if fmt else "none", prompt, code, feedback)
+        record.timings.update(model=0.0, pytest=0.0, sandbox=0.0)
+        self.rounds.append(record)
+        best = self.best
+        self.emit(RoundStarted(number, record.format, self.budget.candidates if fmt else 0,
+                               best.passed if best else 0, best.total if best else 0))
+        return record
+
+    def _close_round(self, record: RoundRecord) -> bool:
+        """Rank the round's runs (tests passed, then fewer edits); the best changes only for
+        one that passes more tests than it."""
+        ran = [c for c in record.candidates if c.status == "tested"]
+        top = max(ran, key=lambda c: (c.passed, -len(c.diffs)), default=None)
+        improved = top is not None and top is not self.best and top.passed > self.best.passed
+        if improved:
+            self.best = top
+        record.timings["total"] = time.perf_counter() - self._round_started
+        best = self.best
+        self.emit(RoundFinished(record.round, improved, best.round, best.candidate, best.passed,
+                                best.total, round(record.timings["total"], 3)))
+        return improved
+
+    # -- candidates ----------------------------------------------------------------------
+
+    def _propose(self, record: RoundRecord, fmt: PromptFormat, prompt: str, start: str,
+                 parent: CandidateRecord | None) -> None:
+        """Ask for the round's candidates, then apply and run each."""
+        if self.stop.event.is_set():
+            return
+        for completion in self._generate(record, fmt, prompt):
+            proposal = interpret_completion(fmt, completion, start)
+            candidate = CandidateRecord(
+                round=record.round, candidate=completion.index, status="tested", program=proposal.program,
+                diffs=proposal.diffs, refused=[f"step {r.step}: {r.reason}" for r in proposal.refused],
+                completion=completion.text, finish_reason=completion.finish_reason,
+                parent=parent.key if parent else None,
+            )
+            steps = [step.new for step in proposal.steps]
+            if completion.finish_reason == "cancelled" or self.stop.event.is_set():
+                self._settle(record, candidate, steps, "cancelled")
+            elif not proposal.changed:
+                self._settle(record, candidate, steps, "refused" if proposal.refused else "copy")
+            else:
+                self._try(record, candidate, steps, self.function.splice(proposal.program))
+
+    def _generate(self, record: RoundRecord, fmt: PromptFormat, prompt: str) -> list[Completion]:
+        """Stream the candidates, emitting each diff as it completes."""
+        budget = self.budget
+        request = sampled_request(budget, prompt, k=budget.candidates, stop=fmt.stop_sequences)
+        mark = time.perf_counter()
+        completions: list[Completion] = []
+        for event in self.backend.stream(request, self.stop.event):
+            if isinstance(event, EditEvent):
+                self.emit(EditProposed(record.round, event.candidate, event.step, event.diff))
+            elif isinstance(event, CandidateEvent):
+                completions.append(event.completion)
+        record.timings["model"] += time.perf_counter() - mark
+        return sorted(completions, key=lambda c: c.index)
+
+    def _try(self, record: RoundRecord, candidate: CandidateRecord, steps: list[str], text: str) -> RunResult | None:
+        """Run ``text`` (the whole file) unless that exact file already ran; the run, if any."""
+        earlier = self.runs.get(text)
+        if earlier is not None:
+            candidate.duplicate_of = earlier.key
+            _copy_outcome(earlier, candidate)
+            self._settle(record, candidate, steps, "duplicate")
+            return None
+        try:
+            result = self.sandbox.run(self.tests, {self.function.path: text}, cancel=self.stop.event)
+        except SandboxError as exc:
+            raise RefineError(str(exc)) from None
+        _account(record, result)
+        if result.status == "refused":
+            candidate.refused.append(result.reason)
+            status = "refused"
+        elif result.status == "cancelled":
+            status = "cancelled"
+        else:
+            status = "tested"
+            self.runs[text] = candidate
+            _take_outcome(candidate, result, self.budget.feedback_tokens)
+        self._settle(record, candidate, steps, status)
+        return result
+
+    def _settle(self, record: RoundRecord, candidate: CandidateRecord, steps: list[str], status: str) -> None:
+        candidate.status = status
+        record.candidates.append(candidate)
+        self.records[tuple(candidate.key)] = candidate
+        self.step_programs[tuple(candidate.key)] = steps
+        self.emit(CandidateTested(
+            candidate.round, candidate.candidate, status, candidate.passed, candidate.failed,
+            candidate.errors, candidate.total, candidate.green, len(candidate.diffs), candidate.feedback,
+        ))
+
+    # -- the result ----------------------------------------------------------------------
+
+    def _result(self, reason: StopReason, repairs: int, seconds: float) -> RefineResult:
+        function, best = self.function, self.best
+        texts, rounds = [function.source], []
+        for program, number in zip(self._path(best), self._path_rounds(best)):
+            text = function.splice(program)
+            if text != texts[-1]:
+                texts.append(text)
+                rounds.append(number)
+        diffs = [file_diff(old, new, function.path) for old, new in zip(texts, texts[1:])]
+        return RefineResult(
+            path=function.path, function=function.qualname, instruction=self.instruction,
+            verified=best.green, reason=reason, rounds=repairs, original=function.source, final=texts[-1],
+            diffs=diffs, diff=file_diff(function.source, texts[-1], function.path), best=best,
+            trajectory=self.rounds, seconds=seconds, step_rounds=rounds,
+        )
+
+    def _path(self, candidate: CandidateRecord) -> Sequence[str]:
+        """The programs after every step from the original code to ``candidate``."""
+        if candidate.parent is None:
+            return self.step_programs[tuple(candidate.key)]
+        parent = self.records[tuple(candidate.parent)]
+        return [*self._path(parent), *self.step_programs[tuple(candidate.key)]]
+
+    def _path_rounds(self, candidate: CandidateRecord) -> Sequence[int]:
+        """The round of every step of :meth:`_path`, so each step can cite the failure that prompted it."""
+        rounds = [candidate.round] * len(self.step_programs[tuple(candidate.key)])
+        if candidate.parent is None:
+            return rounds
+        return [*self._path_rounds(self.records[tuple(candidate.parent)]), *rounds]
+
+
+def _check_test_ids(result: RunResult) -> None:
+    """A requested id that matches no test is a mistake in the request, not a red test."""
+    for test in result.tests:
+        if test.phase == "collect" and test.message.startswith(_NOT_FOUND):
+            raise RefineError(test.message)
+
+
+def _account(record: RoundRecord, result: RunResult) -> None:
+    timings = result.timings
+    record.timings["pytest"] += timings.get("pytest", 0.0)
+    record.timings["sandbox"] += sum(v for k, v in timings.items() if k != "pytest")
+
+
+def _take_outcome(candidate: CandidateRecord, result: RunResult, feedback_tokens: int) -> None:
+    candidate.passed, candidate.failed, candidate.errors = result.passed, result.failed, result.errors
+    candidate.total, candidate.green, candidate.run_status = len(result.tests), result.green, result.status
+    candidate.feedback = execution_feedback(result, max_tokens=feedback_tokens)
+
+
+def _copy_outcome(earlier: CandidateRecord, candidate: CandidateRecord) -> None:
+    for name in ("passed", "failed", "errors", "total", "green", "run_status", "feedback"):
+        setattr(candidate, name, getattr(earlier, name))

@@ -1,0 +1,215 @@
+"""Running the test process under limits: the interpreter, namespaces, rlimits, output, timeout, kill.
+
+Holds :func:`find_python` (the user's interpreter), :func:`namespace_prefix`
+(the ``unshare`` command for PID and network namespaces, where this machine
+allows them without root), :func:`user_tasks` and :func:`limit_setter` (the
+``RLIMIT_*`` values, set in ``preexec_fn``), :func:`supervise` (reading both
+pipes with a cap, the wall-clock timeout and cancellation, reaping with
+``wait4``), :class:`Finished` (how the process ended) and :func:`kill_group`.
+Apart from the shadow copy and the results because it is the part that talks
+to the kernel; it takes plain numbers, not
+:class:`~model_runtime.sandbox.runner.SandboxLimits`, whose fields the runner
+passes in. Which limit is enforced where is the table in
+:mod:`model_runtime.sandbox.runner`.
+
+``preexec_fn`` runs in the forked child before ``exec``; it only calls
+``setrlimit``, which takes no Python lock, so it is safe while other threads
+(model generation) run. ``RLIMIT_NPROC`` counts *all* tasks (threads too) of
+the real user id, so the limit is the user's current count (:func:`user_tasks`)
+plus what the run may add.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_runtime.sandbox.errors import SandboxError
+
+__all__ = [
+    "Finished",
+    "find_python",
+    "kill_group",
+    "limit_setter",
+    "namespace_prefix",
+    "supervise",
+    "user_tasks",
+]
+
+_POLL_S = 0.05
+
+
+# --------------------------------------------------------------------------- interpreter
+
+
+def find_python(workspace: str | os.PathLike[str], python: str | None = None) -> str:
+    """The interpreter to test with: ``python`` if given, else the workspace's virtualenv, else PATH's.
+
+    The user's tests import the user's dependencies, which live in the user's
+    environment, not ours.
+    """
+    root = Path(workspace)
+    if python:
+        found = shutil.which(python, path=os.environ.get("PATH")) if os.sep not in python else python
+        if not found or not os.access(found, os.X_OK):
+            raise SandboxError(f"interpreter not found or not executable: {python}")
+        return str(found)
+    for venv in (".venv", "venv"):
+        candidate = root / venv / "bin" / "python"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise SandboxError("no Python interpreter: no .venv/venv in the workspace and none on PATH")
+
+
+# --------------------------------------------------------------------------- process limits
+
+
+@functools.cache
+def namespace_prefix(network: bool) -> tuple[str, ...]:
+    """The ``unshare`` command that works here without root, or ``()``; probed once per process."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return ()
+    wanted = ["--pid", "--fork", "--kill-child"] + ([] if network else ["--net"])
+    for user in (["--user", "--map-root-user"], []):
+        prefix = (unshare, *user, *wanted, "--")
+        try:
+            probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return ()
+
+
+def user_tasks() -> int:
+    """Tasks (threads included) owned by our real uid: what ``RLIMIT_NPROC`` compares against."""
+    uid, count = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:  # the process ended while we looked
+                pass
+    return count
+
+
+def limit_setter(*, cpu_s: int, memory_bytes: int, file_bytes: int, nproc: int):
+    """The ``preexec_fn``: only ``setrlimit`` calls (safe after fork in a threaded parent)."""
+    settings = [
+        (resource.RLIMIT_CPU, (cpu_s, cpu_s + 1)),
+        (resource.RLIMIT_AS, (memory_bytes, memory_bytes)),
+        (resource.RLIMIT_FSIZE, (file_bytes, file_bytes)),
+        (resource.RLIMIT_NPROC, (nproc, nproc)),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+
+    def set_limits() -> None:
+        for kind, value in settings:
+            resource.setrlimit(kind, value)
+
+    return set_limits
+
+
+# --------------------------------------------------------------------------- supervision
+
+
+class _Capture:
+    """The first ``limit`` bytes of a stream; the rest is drained and counted, not kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", errors="replace")
+        if self.total > len(self.kept):
+            text += f"\n... [{self.total - len(self.kept)} more bytes not kept]"
+        return text
+
+
+@dataclass(slots=True)
+class Finished:
+    """How the supervised process ended: its exit code (``None`` when stopped), why it was stopped,
+    the output kept, and the CPU time it used."""
+
+    exit_code: int | None
+    stopped: str  # "", "timeout" or "cancelled"
+    stdout: str = ""
+    stderr: str = ""
+    cpu_s: float = 0.0  # user + system time of the process and the children it waited for
+
+
+def supervise(
+    proc: subprocess.Popen, *, timeout_s: float, output_bytes: int, cancel: threading.Event | None
+) -> Finished:
+    """Read both pipes until the process ends, killing its group on timeout or cancellation.
+
+    Keeps the first ``output_bytes`` of stdout and of stderr each. The process
+    is reaped with ``wait4`` rather than ``Popen.wait`` for its CPU time:
+    ``unshare`` does not pass on a child's death by SIGXCPU, so CPU time is how
+    a run stopped by ``RLIMIT_CPU`` is told apart.
+    """
+    deadline = time.monotonic() + timeout_s
+    captures = {proc.stdout: _Capture(output_bytes), proc.stderr: _Capture(output_bytes)}
+    stopped, reaped = "", None
+    with selectors.DefaultSelector() as selector:
+        for stream in captures:
+            selector.register(stream, selectors.EVENT_READ)
+        while not reaped:
+            if cancel is not None and cancel.is_set():
+                stopped = "cancelled"
+            elif time.monotonic() > deadline:
+                stopped = "timeout"
+            if stopped:
+                break
+            if selector.get_map():
+                for key, _ in selector.select(_POLL_S):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        captures[key.fileobj].add(chunk)
+                    else:
+                        selector.unregister(key.fileobj)
+                continue
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                reaped = (status, usage)
+            else:  # pipes closed but the process lives on
+                time.sleep(_POLL_S)
+    kill_group(proc)
+    for stream in captures:
+        stream.close()
+    status, usage = reaped or os.wait4(proc.pid, 0)[1:]
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    out, err = (capture.text() for capture in captures.values())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Finished(None if stopped else proc.returncode, stopped, out, err, cpu)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the run's process group: pytest, ``unshare`` and whatever they started in it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

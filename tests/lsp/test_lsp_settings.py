@@ -1,0 +1,91 @@
+"""Settings: every source merges into one typed object; a bad value is reported and replaced by its default.
+
+The defaults are the engine's (:mod:`model_runtime.defaults`), and the settings
+reach a run as one :class:`~model_runtime.run.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lsp_server.model_host import ModelUnavailable
+from lsp_server.protocol import RunFailed, for_user
+from lsp_server.settings import (
+    CLIENT_SETTINGS,
+    INITIALIZATION_OPTIONS,
+    PYPROJECT,
+    Settings,
+    merge_settings,
+    pyproject_settings,
+    run_config,
+    settings_from,
+)
+from model_runtime import defaults
+from model_runtime.errors import EditseqError
+from model_runtime.run.config import ConfigError, RunConfig
+
+
+def test_camel_case_values_override_defaults_and_ints_widen_to_floats():
+    settings, problems = merge_settings(Settings(), {"rounds": 2, "timeout": 30, "testCommand": "tests/"}, "init")
+    assert (settings.rounds, settings.timeout, settings.testCommand, problems) == (2, 30.0, "tests/", [])
+    assert settings.model == defaults.MODEL
+
+
+def test_a_bad_value_is_reported_and_falls_back_to_the_default_not_the_previous_value():
+    base, _ = merge_settings(Settings(), {"rounds": 7}, "pyproject")
+    settings, problems = merge_settings(base, {"rounds": -1, "backend": "gpt", "candidates": True, "nope": 1},
+                                        "initializationOptions")
+    assert (settings.rounds, settings.backend, settings.candidates) == (4, "transformers", 1)
+    assert len(problems) == 4 and all("initializationOptions" in p for p in problems)
+    assert "unknown setting 'nope'" in problems[-1]
+    assert merge_settings(Settings(), ["not", "an", "object"], "x")[1]
+
+
+def test_pyproject_section_is_snake_case(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.editseq]\nmax_new_tokens = 64\ntest_command = "tests"\n')
+    raw, problems = pyproject_settings(tmp_path)
+    settings, more = merge_settings(Settings(), raw, "pyproject", snake_case=True)
+    assert (settings.maxNewTokens, settings.testCommand, problems, more) == (64, "tests", [], [])
+    (tmp_path / "pyproject.toml").write_text("[tool.editseq\n")
+    assert pyproject_settings(tmp_path)[1] and pyproject_settings(tmp_path / "none") == (None, [])
+
+
+def test_later_sources_win_and_problems_name_their_source():
+    settings, problems = settings_from({PYPROJECT: {"max_new_tokens": 64, "rounds": 2},
+                                        INITIALIZATION_OPTIONS: {"rounds": 3}, CLIENT_SETTINGS: {"rounds": "x"}})
+    assert (settings.maxNewTokens, settings.rounds) == (64, defaults.ROUNDS)
+    assert problems == [f"bad setting 'rounds' in {CLIENT_SETTINGS}: expected int, got str 'x'; "
+                        f"using the default {defaults.ROUNDS}"]
+
+
+def test_defaults_and_choices_are_the_engines():
+    settings = Settings()
+    assert (settings.model, settings.backend, settings.endpoint, settings.device, settings.format) == (
+        defaults.MODEL, defaults.BACKEND, defaults.ENDPOINT, defaults.DEVICE, defaults.PROMPT_FORMAT)
+    assert (settings.rounds, settings.candidates, settings.maxNewTokens, settings.temperature) == (
+        defaults.ROUNDS, defaults.CANDIDATES, defaults.MAX_NEW_TOKENS, defaults.TEMPERATURE)
+    for backend in defaults.BACKENDS:
+        assert merge_settings(Settings(), {"backend": backend}, "x") == (Settings(backend=backend), [])
+    assert "is not one of lintseq" in merge_settings(Settings(), {"format": "cycle"}, "x")[1][0]
+
+
+def test_run_config_carries_every_run_setting():
+    settings, _ = merge_settings(Settings(), {
+        "model": "/m", "backend": "openai", "endpoint": "https://h/v1", "device": "cpu", "rounds": 2,
+        "candidates": 3, "maxNewTokens": 64, "temperature": 0.5, "timeout": 30, "python": "/py", "format": "lintseq",
+        "testCommand": "tests", "resolveTimeout": 1.0}, "x")
+    assert run_config(settings) == RunConfig(
+        model="/m", backend="openai", endpoint="https://h/v1", device="cpu", rounds=2, candidates=3,
+        max_new_tokens=64, temperature=0.5, timeout=30.0, python="/py", prompt_format="lintseq")
+    plain = run_config(Settings())
+    assert plain.python is None and plain.timeout == 120.0 and plain.backend_key == RunConfig().backend_key
+    # Only the model's identity keys the loaded backend: a budget change reuses it.
+    assert run_config(Settings(rounds=1, timeout=5.0)).backend_key == plain.backend_key
+    with pytest.raises(ConfigError, match="endpoint"):
+        run_config(Settings(backend="openai", endpoint="localhost:8000"))
+
+
+def test_every_error_the_server_shows_is_an_editseq_error_shown_with_one_prefix():
+    assert issubclass(RunFailed, EditseqError) and issubclass(ModelUnavailable, EditseqError)
+    assert for_user(RunFailed("no workspace folder")) == "editseq: no workspace folder"
+    assert for_user(ConfigError("bad")) == "editseq: bad"
