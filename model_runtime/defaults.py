@@ -15,8 +15,13 @@ BACKEND = "transformers"
 ENDPOINT = "http://127.0.0.1:8000/v1"
 #: ``auto``: cuda, then mps, then cpu.
 DEVICE = "auto"
-#: The model the language server uses when none is set.
-MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
+#: The name of the model shipped inside the package (``model_runtime/embedded_model/``): a small
+#: repair-first model that runs on a CPU with no network. A local folder of that name is ``./embedded``.
+EMBEDDED_MODEL = "embedded"
+#: The public LintSeq model on the Hugging Face hub: one setting away from the embedded default.
+HUB_MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
+#: The model every front end uses when none is set.
+MODEL = HUB_MODEL
 
 #: Prompt format for writing a function (repairs use ``cycle``), and the formats that can write one.
 PROMPT_FORMAT = "lintseq"

@@ -15,6 +15,11 @@
 # known; pass PEAK_TFLOPS for another device).
 #
 # Profiles (PROFILE=...):
+#   cpu    the embedded default on two CPU cores in about two hours: Llama d256 x 6 layers,
+#          4k BPE (~6.2M parameters); repair-first: pretraining, a short LintSeq SFT, then
+#          CYCLE training on synthetic bugs of the corpus's functions (`corpus --bugs`) mixed
+#          with LintSeq rows. The model's own samples are not collected (too slow on a CPU).
+#          Run it in the background: BUDGET=30 PROFILE=cpu scripts/recipe.sh all
 #   h100   (default) the default model: Llama d512 x 8 layers, 8k BPE (~31.5M parameters),
 #          bf16 export 60 MiB in 15 MB shards. Step sizes are estimates for one H100
 #          (see README "Training on one GPU"); each training chunk is bounded by $BUDGET anyway.
@@ -33,7 +38,22 @@ EDITSEQ=${EDITSEQ:-editseq}
 BUDGET=${BUDGET:-9}
 PEAK=${PEAK_TFLOPS:+--peak-tflops $PEAK_TFLOPS}
 
+BUGS=${BUGS:-1}  # synthetic bugs per corpus function (CYCLE repair rows in corpus/bugs.jsonl); 0: none
+COLLECT=yes
+
 case "$PROFILE" in
+  cpu)
+    CORPUS_ARGS="--stdlib --max-lines 40 --instruction-tokens 256 --workers ${CPU_WORKERS:-2}"
+    VOCAB=4096
+    SIZE=cpu
+    PRE_ARGS="--block-size 256 --batch-size 16 --max-steps ${PRETRAIN_STEPS:-800} --lr 2e-3 --warmup 0.02 --save-steps 100 --logging-steps 20 --threads 2"
+    LINTSEQ_ARGS="-s 1 --workers ${CPU_WORKERS:-2}"
+    SFT_ARGS="--max-steps ${SFT_STEPS:-500} --batch-size 8 --lr 1e-3 --max-length 512 --save-steps 100 --logging-steps 20 --threads 2"
+    COLLECT=no
+    CYCLE_ARGS="--lintseq-ratio 1 --pgm 0.05 --max-steps ${CYCLE_STEPS:-1200} --batch-size 8 --lr 1e-3 --max-length 768 --save-steps 100 --logging-steps 20 --threads 2"
+    EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 2"
+    EVAL_REFINE_ARGS="--n 4 --temperature 0.8 --max-new-tokens 256 --refine-rounds 3 --limit ${REFINE_PROBLEMS:-20} --workers 2"
+    ;;
   h100)
     CORPUS_ARGS="--stdlib --site-packages --workers ${CPU_WORKERS:-16}"
     VOCAB=8192
@@ -58,7 +78,7 @@ case "$PROFILE" in
     EVAL_ARGS="--n 2 --temperature 0.8 --max-new-tokens 96 --limit 5 --workers 2"
     EVAL_REFINE_ARGS="--n 2 --temperature 0.8 --max-new-tokens 96 --refine-rounds 1 --limit 5 --workers 2"
     ;;
-  *) echo "recipe: unknown PROFILE=$PROFILE (h100 or smoke)" >&2; exit 2 ;;
+  *) echo "recipe: unknown PROFILE=$PROFILE (cpu, h100 or smoke)" >&2; exit 2 ;;
 esac
 
 mkdir -p "$WORK/logs"
@@ -88,7 +108,7 @@ train_chunk() {  # train_chunk NAME DIR COMMAND...: one chunk of a resumable tra
 
 step_corpus() {
   if [[ -f "$WORK/corpus/report.json" ]]; then echo "recipe: corpus exists"; return 0; fi
-  run corpus $EDITSEQ corpus $CORPUS_ARGS --out "$WORK/corpus" $QUIET
+  run corpus $EDITSEQ corpus $CORPUS_ARGS --bugs "$BUGS" --out "$WORK/corpus" $QUIET
 }
 
 step_tokenizer() {
@@ -115,13 +135,19 @@ step_sft() {
 
 step_collect() {
   if [[ -f "$WORK/cycle.jsonl" ]]; then echo "recipe: CYCLE data exists"; return 0; fi
+  if [[ $COLLECT == no ]]; then echo "recipe[$PROFILE]: no sample collection in this profile"; return 0; fi
   final "$WORK/sft" || { echo "recipe: LintSeq SFT is not finished; run the sft step again" >&2; return 1; }
   run collect $EDITSEQ train cycle-collect --model "$WORK/sft" --problems "$WORK/corpus/problems.jsonl" \
     $COLLECT_ARGS ${TRAJECTORIES:+--trajectories $TRAJECTORIES} --out "$WORK/cycle.jsonl" ${QUIET:+--no-progress}
 }
 
 step_cycle() {
-  train_chunk cycle "$WORK/cycle" $EDITSEQ train cycle --data "$WORK/cycle.jsonl" \
+  local data=()
+  [[ -f "$WORK/cycle.jsonl" ]] && data+=("$WORK/cycle.jsonl")
+  [[ -f "$WORK/corpus/bugs.jsonl" ]] && data+=("$WORK/corpus/bugs.jsonl")
+  [[ ${#data[@]} -gt 0 ]] || { echo "recipe: no CYCLE data: run the collect step, or the corpus step with BUGS > 0" >&2; return 1; }
+  final "$WORK/sft" || { echo "recipe: LintSeq SFT is not finished; run the sft step again" >&2; return 1; }
+  train_chunk cycle "$WORK/cycle" $EDITSEQ train cycle --data "${data[@]}" \
     --lintseq-data "$WORK/lintseq.jsonl" --model "$WORK/sft" $CYCLE_ARGS $QUIET
 }
 

@@ -108,7 +108,9 @@ def _resolve_dtype(dtype: str, device: str) -> str:
 
 def load_model(config: TransformersConfig) -> LoadedModel:
     """The process-wide instance of ``config``'s model, loading it on first use."""
-    source = os.path.expanduser(config.model)
+    from .embedded import resolve_model
+
+    source = os.path.expanduser(resolve_model(config.model))
     if os.path.isdir(source):
         source = os.path.realpath(source)
     elif os.path.isabs(source) or source.startswith("."):  # a path, not a hub id

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(each checked in the sandbox) from the standard library, site-packages and repositories. "
             "Filters: size, HumanEval decontamination, exact and near duplicates. Writes "
             "programs.jsonl (editseq lintseq input), pretrain.jsonl, problems.jsonl and report.json "
-            "into DIR, replacing them only when the run succeeds."
+            "into DIR, replacing them only when the run succeeds. With --bugs K, also bugs.jsonl: "
+            "CYCLE repair rows (editseq train cycle --data) from K synthetic bugs of each kept function."
         ),
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
@@ -70,6 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", "-w", type=positive_int, default=1, metavar="W",
                         help="worker processes for parsing and sandbox runs at once (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the file sample and problem order (default: 0)")
+    parser.add_argument("--bugs", type=_non_negative_int, default=0, metavar="K",
+                        help="also write bugs.jsonl: K single-edit mutants of each kept function (operator, "
+                             "value, variable, function misuse, excess, missing logic) as CYCLE repair rows; "
+                             "functions with a validated doctest problem get real test feedback "
+                             "(default: 0, no bug data)")
+    parser.add_argument("--bug-seed", type=int, metavar="N", help="seed of the mutants (default: --seed)")
+    parser.add_argument("--bug-max-lines", type=positive_int, default=40, metavar="N",
+                        help="longest function mutated, in lines without its imports (default: 40)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -113,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         max_problems=args.max_problems,
         workers=args.workers,
         seed=args.seed,
+        bugs=args.bugs,
+        bug_seed=args.bug_seed,
+        bug_max_lines=args.bug_max_lines,
     )
 
     from tqdm import tqdm
@@ -122,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(stage: str, total: int | None):
         for bar in bars:
             bar.close()
-        unit = "file" if stage == "files" else "problem"
+        unit = {"files": "file", "bugs": "mutant"}.get(stage, "problem")
         bar = tqdm(total=total, unit=unit, desc=stage, disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
         bars.append(bar)
         return bar.update
@@ -140,5 +152,6 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     for line in report.lines():
         print(line)
-    print(f"wrote {os.path.join(args.out, 'programs.jsonl')} (and pretrain.jsonl, problems.jsonl, report.json)")
+    print(f"wrote {os.path.join(args.out, 'programs.jsonl')} (and pretrain.jsonl, problems.jsonl, "
+          + ("bugs.jsonl, " if args.bugs else "") + "report.json)")
     return 0

@@ -3,8 +3,10 @@
 Holds :mod:`.build` (``editseq corpus``: sources, filters, counts),
 :mod:`.repo` (pairs from a repository's own code), :mod:`.doctest_problems`
 (HumanEval-schema problems from doctests, validated in the sandbox),
-:mod:`.dedup` (exact and MinHash near duplicates) and :mod:`.decontaminate`
-(dropping text that shares a long n-gram with HumanEval).
+:mod:`.dedup` (exact and MinHash near duplicates), :mod:`.decontaminate`
+(dropping text that shares a long n-gram with HumanEval) and :mod:`.bugs`
+(synthetic bugs of the kept functions as CYCLE repair rows, ``--bugs K``).
 
-May import: ``lintseq``, ``prompting`` (the instruction builder), ``evaluation`` (the problem schema and executor), ``errors``.
+May import: ``edits``, ``lintseq``, ``prompting`` (the instruction builder and feedback),
+``evaluation`` (the problem schema and executor), ``errors``.
 """

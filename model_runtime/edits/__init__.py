@@ -5,7 +5,8 @@ Holds :mod:`.editpath` (zero-context unified diffs joined by ``<|diff|>``),
 or refused; LSP positions and text edits), :mod:`.step_edits` (a run's steps
 as the text after each step, for an editor), :mod:`.repair_diffs` (the diff
 steps that turn faulty code into good code, the ``cycle`` answer) and
-:mod:`.code_map` (which function a cursor is in).
+:mod:`.code_map` (which function a cursor is in) and :mod:`.mutations` (single-edit
+synthetic bugs, by the kinds real bugs come in).
 
-May import: ``errors``. The bottom of the engine: every other package may import it.
+May import: ``errors`` (and libcst, unidiff). The bottom of the engine: every other package may import it.
 """

@@ -298,7 +298,7 @@ def _one_shot(backend: Backend, fmt, prompt: str, settings: EvalSettings) -> Ite
             index += 1
 
 
-class _CountingBackend:
+class CountingBackend:
     """Passes a backend through, counting the samples and tokens the refine loop asks for."""
 
     def __init__(self, inner: Backend) -> None:
@@ -327,7 +327,7 @@ def _refine_arm(backend: Backend, problem: Problem, instruction: str, settings: 
     from model_runtime.refine.loop import RefineBudget, RefineTarget, refine
     from model_runtime.sandbox.runner import Sandbox
 
-    arm, counter = RefineArm(), _CountingBackend(backend)
+    arm, counter = RefineArm(), CountingBackend(backend)
     with tempfile.TemporaryDirectory(prefix="editseq-refine-") as folder:
         for name, text in problem_files(problem, problem.prompt, settings.timeout_s).items():
             Path(folder, name).write_text(text, encoding="utf-8")

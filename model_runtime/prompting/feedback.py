@@ -91,7 +91,10 @@ def _describe(test: CaseResult, limit: int | None) -> str:
     statement = _clip(test.statement or _failing_line(test), limit)
     if _is_assertion(test):
         if test.expected is None or test.actual is None:
-            return failed_test_feedback(statement)
+            # An assertion raised with a message (a doctest check's "Failed example: ... Got: ...")
+            # says more than its line: keep the message.
+            error = test.message if test.message.startswith("AssertionError:") else "AssertionError"
+            return failed_test_feedback(statement, error=_clip(error, limit))
         expected, actual = _clip(test.expected, limit), _clip(test.actual, limit)
         args = _call_arguments(test.statement)
         if args is None:

@@ -128,15 +128,17 @@ def failed_test_feedback(
     input: str | None = None,
     expected: str | None = None,
     actual: str | None = None,
+    error: str = "AssertionError",
 ) -> str:
     """CYCLE's feedback for a failing assertion (notes §2.3).
 
     With input, expected and actual known: ``Test Case Failed: <assertion>,
     Input: "<x>", Expected output: "<y>", Actual output: "<z>"``; otherwise the
-    artifact's fallback naming the failing line.
+    artifact's fallback naming the failing line, with ``error`` (the
+    assertion's own message where it has one, e.g. doctest's report).
     """
     if input is None or expected is None or actual is None:
-        return f"Test Case Failed: Failed at line: {assertion}, Error: AssertionError"
+        return f"Test Case Failed: Failed at line: {assertion}, Error: {error}"
     return (
         f'Test Case Failed: {assertion}, Input: "{input}", '
         f'Expected output: "{expected}", Actual output: "{actual}"'

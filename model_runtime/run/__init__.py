@@ -8,5 +8,6 @@ and the language server build a ``RunConfig`` from their own options and call
 these functions; none of them assembles a backend, a sandbox or a budget.
 
 May import: ``defaults``, ``errors``, ``backends``, ``sandbox``, ``refine``.
-Imported by the front ends only: ``cli``, ``pytest_plugin``, ``lsp_server``.
+Imported by the front ends (``cli``, ``pytest_plugin``, ``lsp_server``) and by
+``evaluation``, whose repair benchmark runs exactly what ``editseq refine`` runs.
 """

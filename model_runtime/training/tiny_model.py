@@ -89,17 +89,20 @@ class ModelSize:
 #: ========  =====================================  ============  ===========
 #: tiny      d128, 2 layers, 4 heads, ff 384        0.69M         1.48M
 #: mini      d128, 4 layers, 4 heads, ff 384        1.12M         1.90M
+#: cpu       d256, 6 layers, 8 heads, ff 768        5.9M (4k: 6.2M) 7.2M
 #: small     d256, 10 layers, 8 heads, ff 768       9.05M         10.6M
 #: base      d512, 8 layers, 8 heads, ff 1536       28.3M         31.5M
 #: ========  =====================================  ============  ===========
 #:
 #: ``tiny`` is the test fixture (trains to well-formed diffs in about a minute
-#: on two CPU cores); ``base`` is the shape proposed for the in-house default
-#: (trained on a GPU, see the runtime notes). Few wide layers beat many thin
+#: on two CPU cores); ``cpu`` is the embedded default's shape when it is trained
+#: on two CPU cores in about two hours (``PROFILE=cpu scripts/recipe.sh``);
+#: ``base`` is the shape for a GPU (see the runtime notes). Few wide layers beat many thin
 #: ones on CPU, where per-layer overhead dominates at these sizes.
 MODEL_SIZES: dict[str, ModelSize] = {
     "tiny": ModelSize(hidden=128, layers=2, heads=4, intermediate=384),
     "mini": ModelSize(hidden=128, layers=4, heads=4, intermediate=384),
+    "cpu": ModelSize(hidden=256, layers=6, heads=8, intermediate=768, context=1024),
     "small": ModelSize(hidden=256, layers=10, heads=8, intermediate=768),
     "base": ModelSize(hidden=512, layers=8, heads=8, intermediate=1536, context=2048),
 }

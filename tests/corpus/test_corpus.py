@@ -162,6 +162,7 @@ def test_repo_corpus_end_to_end(tmp_path):
     assert report["problems"]["validation"] == {"kept": 1}
     assert consistent(report["problems"]) and consistent(report["pretrain"])
     assert set(report["seconds"]) >= {"scan", "problems", "total"}
+    assert "bugs" not in report and "bugs" not in report["seconds"]  # no --bugs: no bug stage, no bugs.jsonl
 
     assert "pairs: 14 in" in proc.stdout and "-> 6 kept" in proc.stdout
     assert "problems: 3 in" in proc.stdout

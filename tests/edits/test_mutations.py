@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from model_runtime.corpus.mutations import KINDS, mutations, random_mutation
+from model_runtime.edits.mutations import KINDS, mutations, random_mutation
 
 SOURCE = '''def clip_total(xs, limit):
     """Sum the items until the total would pass limit."""
