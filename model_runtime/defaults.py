@@ -15,10 +15,11 @@ BACKEND = "transformers"
 ENDPOINT = "http://127.0.0.1:8000/v1"
 #: ``auto``: cuda, then mps, then cpu.
 DEVICE = "auto"
-#: The name of the model shipped inside the package (``model_runtime/embedded_model/``): a small
-#: repair-first model that runs on a CPU with no network. A local folder of that name is ``./embedded``.
+#: The name of a model shipped inside the package (``model_runtime/embedded_model/``, package data),
+#: resolved by the transformers backend. No weights ship yet: the name then fails with a clear message.
+#: A local folder of that name is ``./embedded``.
 EMBEDDED_MODEL = "embedded"
-#: The public LintSeq model on the Hugging Face hub: one setting away from the embedded default.
+#: The public LintSeq model on the Hugging Face hub.
 HUB_MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
 #: The model every front end uses when none is set.
 MODEL = HUB_MODEL

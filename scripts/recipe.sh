@@ -48,9 +48,9 @@ case "$PROFILE" in
     SIZE=cpu
     PRE_ARGS="--block-size 256 --batch-size 16 --max-steps ${PRETRAIN_STEPS:-800} --lr 2e-3 --warmup 0.02 --save-steps 100 --logging-steps 20 --threads 2"
     LINTSEQ_ARGS="-s 1 --workers ${CPU_WORKERS:-2}"
-    SFT_ARGS="--max-steps ${SFT_STEPS:-500} --batch-size 8 --lr 1e-3 --max-length 512 --save-steps 100 --logging-steps 20 --threads 2"
+    SFT_ARGS="--max-steps ${SFT_STEPS:-200} --batch-size 8 --lr 1e-3 --max-length 512 --save-steps 100 --logging-steps 20 --threads 2"
     COLLECT=no
-    CYCLE_ARGS="--lintseq-ratio 1 --pgm 0.05 --max-steps ${CYCLE_STEPS:-1200} --batch-size 8 --lr 1e-3 --max-length 768 --save-steps 100 --logging-steps 20 --threads 2"
+    CYCLE_ARGS="--lintseq-ratio 1 --pgm 0.05 --max-steps ${CYCLE_STEPS:-900} --batch-size 8 --lr 1e-3 --max-length 768 --save-steps 100 --logging-steps 20 --threads 2"
     EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 2"
     EVAL_REFINE_ARGS="--n 4 --temperature 0.8 --max-new-tokens 256 --refine-rounds 3 --limit ${REFINE_PROBLEMS:-20} --workers 2"
     ;;

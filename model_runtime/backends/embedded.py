@@ -1,11 +1,12 @@
-"""The model shipped inside the package: where it is, and what its manifest says it was trained for.
+"""A model shipped inside the package: where it is, and what a model folder's manifest says.
 
 ``model = "embedded"`` (:data:`model_runtime.defaults.EMBEDDED_MODEL`) names the
 folder ``model_runtime/embedded_model/``: bf16 safetensors, the tokenizer,
-``MODEL_CARD.md`` and ``manifest.json``. It is package data, so a plain
-``pip install`` has it and nothing is downloaded. Any model folder may carry a
-``manifest.json``; ``formats`` lists the prompt formats the model was trained
-on (the embedded model's: ``lintseq`` to write, ``cycle`` to repair).
+``MODEL_CARD.md`` and ``manifest.json``, as package data, so that a plain
+``pip install`` has it and nothing is downloaded. No model ships there yet (the
+CPU-trained candidate could not repair; see the README's training section):
+the name then fails with a message saying so. Any model folder may carry a
+``manifest.json``; ``formats`` lists the prompt formats the model was trained on.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"cannot read the model's manifest {path}: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(f, str) for f in data.get("formats", [])):
+    formats = data.get("formats", []) if isinstance(data, dict) else None
+    if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
         raise ModelLoadError(f"{path}: a manifest is an object whose `formats` is a list of prompt format names")
     return data
