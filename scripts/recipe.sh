@@ -26,7 +26,7 @@
 #          Not bounded by a budget: corpus, lintseq, collect, eval, eval-refine (sized by
 #          COLLECT_PROBLEMS, REFINE_PROBLEMS and --limit to fit; lower them if a slot overruns).
 #   smoke  a tiny configuration for a CPU in a few minutes: the same commands, tiny sizes.
-#          CI runs it (tests/test_recipe_smoke.py). Its numbers are meaningless.
+#          CI runs it (tests/training/test_recipe_smoke.py). Its numbers are meaningless.
 #
 # TRAJECTORIES="run1.json run2.json" adds verified `editseq refine --trajectory` runs to the
 # CYCLE data (repairs made in the editor or the CLI are the same kind of data).

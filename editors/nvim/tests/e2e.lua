@@ -1,4 +1,4 @@
--- End-to-end driver for tests/test_nvim_plugin.py (Neovim >= 0.11, run with `nvim --headless -u NONE -i NONE -l`).
+-- End-to-end driver for tests/editors/test_nvim_plugin.py (Neovim >= 0.11, run with `nvim --headless -u NONE -i NONE -l`).
 --
 -- nvim -l e2e.lua FILE OUT_JSON
 -- Environment: EDITSEQ_NVIM_PLUGIN (this plugin's folder), EDITSEQ_CMD and EDITSEQ_SETTINGS (JSON),
