@@ -87,13 +87,17 @@ describe("editseq extension", () => {
     const source = fs.readFileSync(path.join(ROOT, "..", "..", "lsp_server", "settings.py"), "utf8");
     const engineDefaults = fs.readFileSync(path.join(ROOT, "..", "..", "model_runtime", "defaults.py"), "utf8");
     const literal = (text: string) => JSON.parse(text.replace(/_/g, "").replace(/'/g, '"'));
-    // A field's default is a literal, or `defaults.NAME` read from the engine's one source of defaults.
-    const resolve = (value: string) => {
-      const name = value.match(/^defaults\.(\w+)$/)?.[1];
-      if (!name) return literal(value);
+    // A field's default is a literal, or `defaults.NAME` read from the engine's one source of defaults
+    // (where a name may stand for another: `MODEL = HUB_MODEL`).
+    const constant = (name: string): unknown => {
       const found = engineDefaults.match(new RegExp(`^${name} = (.+)$`, "m"));
       assert.ok(found, `model_runtime/defaults.py has no ${name}`);
-      return literal(found![1]);
+      const value = found![1].trim();
+      return /^[A-Z][A-Z0-9_]*$/.test(value) ? constant(value) : literal(value);
+    };
+    const resolve = (value: string) => {
+      const name = value.match(/^defaults\.(\w+)$/)?.[1];
+      return name ? constant(name) : literal(value);
     };
     const body = source.slice(source.indexOf("class Settings"), source.indexOf("_CHOICES"));
     const fields = [...body.matchAll(/^ {4}(\w+): (str|int|float|bool) = (.+)$/gm)].map((m) => ({
