@@ -38,8 +38,8 @@ class ModelUnavailable(EditseqError):
 def _explain(config: RunConfig, exc: BaseException) -> str:
     # An unreachable endpoint's message names the endpoint and the setting; other failures name the model.
     text = f"cannot load the model {config.model!r} ({config.backend}): {exc}"
-    if config.backend == "transformers" and config.model == defaults.MODEL:
-        text += (f". The default model {defaults.MODEL} is fetched from the Hugging Face hub; offline, "
+    if config.backend == "transformers" and config.model == defaults.HUB_MODEL:
+        text += (f". The model {defaults.HUB_MODEL} is fetched from the Hugging Face hub; offline, "
                  "download it elsewhere and set `model` to its local folder (initializationOptions, the "
                  "`editseq` settings section, or `model = \"/path\"` under [tool.editseq] in pyproject.toml)")
     return text

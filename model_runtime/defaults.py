@@ -15,14 +15,14 @@ BACKEND = "transformers"
 ENDPOINT = "http://127.0.0.1:8000/v1"
 #: ``auto``: cuda, then mps, then cpu.
 DEVICE = "auto"
-#: The name of a model shipped inside the package (``model_runtime/embedded_model/``, package data),
-#: resolved by the transformers backend. No weights ship yet: the name then fails with a clear message.
-#: A local folder of that name is ``./embedded``.
+#: The name of the model shipped inside the package (``model_runtime/embedded_model/``, package data),
+#: resolved by the transformers backend: no download, no network. A local folder of that name is
+#: ``./embedded``.
 EMBEDDED_MODEL = "embedded"
-#: The public LintSeq model on the Hugging Face hub.
+#: The public LintSeq model on the Hugging Face hub, one setting away.
 HUB_MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
 #: The model every front end uses when none is set.
-MODEL = HUB_MODEL
+MODEL = EMBEDDED_MODEL
 
 #: Prompt format for writing a function (repairs use ``cycle``), and the formats that can write one.
 PROMPT_FORMAT = "lintseq"
@@ -39,3 +39,9 @@ SAMPLING_TEMPERATURE = 0.8
 
 #: Repair rounds after round 0.
 ROUNDS = 4
+#: How a repair round gets its candidates: ``generate`` samples answers from the model; ``rank``
+#: enumerates the single-edit repairs of the code (operator, value, variable, function, excess) and
+#: tests the ones the model finds likeliest as its answer; ``auto`` is what the model's manifest asks
+#: for (its ``repair`` field), else ``generate``.
+STRATEGIES = ("auto", "generate", "rank")
+STRATEGY = "auto"

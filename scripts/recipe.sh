@@ -5,7 +5,7 @@
 #   scripts/recipe.sh all                 every step, in order (training steps repeat until done)
 #   scripts/recipe.sh status              where each step stands
 #
-# Steps: corpus tokenizer lintseq pretrain sft collect cycle eval eval-refine export
+# Steps: corpus tokenizer lintseq pretrain sft collect cycle rank eval eval-refine export
 #
 # Every training step is one chunk: it stops itself after $BUDGET minutes with a
 # checkpoint (`--time-budget`) and the next call continues the same schedule (`--resume`).
@@ -18,7 +18,8 @@
 #   cpu    the embedded default on two CPU cores in about two hours: Llama d256 x 6 layers,
 #          4k BPE (~6.2M parameters); repair-first: pretraining, a short LintSeq SFT, then
 #          CYCLE training on synthetic bugs of the corpus's functions (`corpus --bugs`) mixed
-#          with LintSeq rows. The model's own samples are not collected (too slow on a CPU).
+#          with LintSeq rows, then rank training on the same bugs (`train rank`: the true fix
+#          first among every single-edit repair). The model's own samples are not collected.
 #          Run it in the background: BUDGET=30 PROFILE=cpu scripts/recipe.sh all
 #   h100   (default) the default model: Llama d512 x 8 layers, 8k BPE (~31.5M parameters),
 #          bf16 export 60 MiB in 15 MB shards. Step sizes are estimates for one H100
@@ -51,6 +52,7 @@ case "$PROFILE" in
     SFT_ARGS="--max-steps ${SFT_STEPS:-200} --batch-size 8 --lr 1e-3 --max-length 512 --save-steps 100 --logging-steps 20 --threads 2"
     COLLECT=no
     CYCLE_ARGS="--lintseq-ratio 1 --pgm 0.05 --max-steps ${CYCLE_STEPS:-900} --batch-size 8 --lr 1e-3 --max-length 768 --save-steps 100 --logging-steps 20 --threads 2"
+    RANK_ARGS="--steps ${RANK_STEPS:-1000} --negatives 15 --learning-rate 1e-4"
     EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 2"
     EVAL_REFINE_ARGS="--n 4 --temperature 0.8 --max-new-tokens 256 --refine-rounds 3 --limit ${REFINE_PROBLEMS:-20} --workers 2"
     ;;
@@ -63,6 +65,7 @@ case "$PROFILE" in
     SFT_ARGS="--epochs 2 --batch-size 32 --grad-accum 4 --lr 5e-4 --max-length 1024 --save-steps 500 --logging-steps 50"
     COLLECT_ARGS="--samples 4 --temperature 0.8 --max-new-tokens 256 --limit ${COLLECT_PROBLEMS:-64} --workers 8"
     CYCLE_ARGS="--lintseq-ratio 3 --pgm 0.05 --epochs 1 --batch-size 32 --grad-accum 2 --lr 2e-4 --max-length 1536 --save-steps 500 --logging-steps 20"
+    RANK_ARGS="--steps ${RANK_STEPS:-4000} --negatives 15 --learning-rate 1e-4"
     EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 8"
     EVAL_REFINE_ARGS="--n 4 --temperature 0.8 --max-new-tokens 256 --refine-rounds 3 --limit ${REFINE_PROBLEMS:-40} --workers 8"
     ;;
@@ -75,6 +78,7 @@ case "$PROFILE" in
     SFT_ARGS="--max-steps 150 --batch-size 8 --lr 3e-3 --max-length 384 --save-steps 75 --logging-steps 10 --threads 1"
     COLLECT_ARGS="--samples 4 --temperature 0.8 --max-new-tokens 128 --limit 6 --workers 2"
     CYCLE_ARGS="--lintseq-ratio 3 --pgm 0.05 --max-steps 20 --batch-size 4 --lr 1e-3 --max-length 512 --save-steps 10 --logging-steps 5 --threads 1"
+    RANK_ARGS="--steps 4 --negatives 4 --learning-rate 1e-3"
     EVAL_ARGS="--n 2 --temperature 0.8 --max-new-tokens 96 --limit 5 --workers 2"
     EVAL_REFINE_ARGS="--n 2 --temperature 0.8 --max-new-tokens 96 --refine-rounds 1 --limit 5 --workers 2"
     ;;
@@ -151,23 +155,39 @@ step_cycle() {
     --lintseq-data "$WORK/lintseq.jsonl" --model "$WORK/sft" $CYCLE_ARGS $QUIET
 }
 
+step_rank() {  # rank training continues for $BUDGET minutes per call, like the other training steps
+  final "$WORK/cycle" || { echo "recipe: CYCLE training is not finished; run the cycle step again" >&2; return 1; }
+  if final "$WORK/rank"; then echo "recipe[$PROFILE] rank: already finished ($WORK/rank)"; return 0; fi
+  [[ -f "$WORK/corpus/bugs.jsonl" ]] || { echo "recipe: rank training needs corpus/bugs.jsonl (BUGS > 0)" >&2; return 1; }
+  run rank $EDITSEQ train rank --data "$WORK/corpus/bugs.jsonl" --model "$WORK/cycle" --out "$WORK/rank" \
+    --minutes "$BUDGET" $RANK_ARGS
+  if grep "^train rank" "$WORK/logs/rank.log" | tail -n 1 | grep -q "finished; model in"; then
+    touch "$WORK/rank/.final"
+  fi
+}
+
+repair_model() {  # the model the recipe ends with: rank-trained when that step ran, else the CYCLE model
+  if final "$WORK/rank"; then echo "$WORK/rank"; else echo "$WORK/cycle"; fi
+}
+
 step_eval() {
   final "$WORK/cycle" || { echo "recipe: CYCLE training is not finished; run the cycle step again" >&2; return 1; }
-  run eval $EDITSEQ eval humaneval --model "$WORK/cycle" $EVAL_ARGS --out "$WORK/eval" ${QUIET:+--no-progress}
+  run eval $EDITSEQ eval humaneval --model "$(repair_model)" $EVAL_ARGS --out "$WORK/eval" ${QUIET:+--no-progress}
 }
 
 step_eval_refine() {
-  run eval-refine $EDITSEQ eval humaneval --model "$WORK/cycle" $EVAL_REFINE_ARGS --out "$WORK/eval-refine" \
+  run eval-refine $EDITSEQ eval humaneval --model "$(repair_model)" $EVAL_REFINE_ARGS --out "$WORK/eval-refine" \
     ${QUIET:+--no-progress}
 }
 
 step_export() {
-  run export $EDITSEQ train export --model "$WORK/cycle" --out "$WORK/export"
+  run export $EDITSEQ train export --model "$(repair_model)" --out "$WORK/export"
 }
 
 status() {
-  for dir in pretrain sft cycle; do
+  for dir in pretrain sft cycle rank; do
     if final "$WORK/$dir"; then state=finished
+    elif [[ -f "$WORK/$dir/checkpoint/rank_state.json" ]]; then state="in progress ($(grep -o '"step": [0-9]*' "$WORK/$dir/checkpoint/rank_state.json" | grep -o '[0-9]*$') steps)"
     elif compgen -G "$WORK/$dir/checkpoint-*" >/dev/null; then state="in progress ($(ls -d "$WORK/$dir"/checkpoint-* | sed 's/.*checkpoint-//' | sort -n | tail -1) steps)"
     else state="not started"; fi
     echo "$dir: $state"
@@ -183,8 +203,9 @@ for step in "$@"; do
       until final "$WORK/sft"; do step_sft; done
       step_collect
       until final "$WORK/cycle"; do step_cycle; done
+      if [[ -f "$WORK/corpus/bugs.jsonl" ]]; then until final "$WORK/rank"; do step_rank; done; fi
       step_eval; step_eval_refine; step_export ;;
-    corpus|tokenizer|lintseq|pretrain|sft|collect|cycle|eval|export) "step_$step" ;;
+    corpus|tokenizer|lintseq|pretrain|sft|collect|cycle|rank|eval|export) "step_$step" ;;
     eval-refine) step_eval_refine ;;
     status) status ;;
     *) echo "recipe: unknown step $step" >&2; exit 2 ;;

@@ -1,12 +1,12 @@
 """A model shipped inside the package: where it is, and what a model folder's manifest says.
 
-``model = "embedded"`` (:data:`model_runtime.defaults.EMBEDDED_MODEL`) names the
-folder ``model_runtime/embedded_model/``: bf16 safetensors, the tokenizer,
-``MODEL_CARD.md`` and ``manifest.json``, as package data, so that a plain
-``pip install`` has it and nothing is downloaded. No model ships there yet (the
-CPU-trained candidate could not repair; see the README's training section):
-the name then fails with a message saying so. Any model folder may carry a
-``manifest.json``; ``formats`` lists the prompt formats the model was trained on.
+``model = "embedded"`` (:data:`model_runtime.defaults.EMBEDDED_MODEL`, the default
+model) names the folder ``model_runtime/embedded_model/``: bf16 safetensors, the
+tokenizer, ``MODEL_CARD.md`` and ``manifest.json``, as package data, so that a
+plain ``pip install`` has it and nothing is downloaded. An installation that lost
+the weights gets a message saying so. Any model folder may carry a
+``manifest.json``: ``formats`` lists the prompt formats the model was trained on,
+``repair: "rank"`` asks the refine loop to rank single-edit repairs with it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ device available (CUDA, then MPS, then CPU) in the dtype that is fast there
 (bf16 on a GPU; fp32 on a CPU, where bf16 without native support is slower).
 All ``k`` candidates of a request are one batched ``generate`` call
 (``num_return_sequences``), with the KV cache on and under
-``torch.inference_mode``.
+``torch.inference_mode``. :meth:`TransformersBackend.score` gives the
+log-likelihood of given answers instead (the prompt runs once; its KV cache
+is shared by batches of answers), which the refine loop's ``rank`` strategy
+uses to order candidate edits.
 
 A process holds one instance of each model (a cache keyed by source,
 device and dtype), however many backends or server threads use it. A lock
@@ -19,6 +22,9 @@ torch and transformers are imported on first use, never at import time.
 
 from __future__ import annotations
 
+import copy
+import inspect
+import math
 import os
 import threading
 import time
@@ -198,6 +204,76 @@ class TransformersBackend:
         if self._loaded is None:
             self.load()
         return self._loaded
+
+    def repair_strategy(self) -> str:
+        """The model folder's preferred repair strategy (its manifest's ``repair``), else ``generate``."""
+        from .embedded import read_manifest
+
+        source = self.loaded.source
+        manifest = read_manifest(source) if os.path.isdir(source) else {}
+        return "rank" if manifest.get("repair") == "rank" else "generate"
+
+    def score(self, prompt: str, answers: Sequence[str], cancel: threading.Event | None = None, *,
+              batch_size: int = 16) -> list[float]:
+        """log P(answer + end-of-text | prompt) for each answer, in nats (``-inf`` where cancelled).
+
+        The prompt runs once and its KV cache is copied for each batch of
+        answers. When prompt and answer exceed the model's context, the prompt
+        loses tokens from its start (the instruction), never the code.
+        """
+        import torch
+
+        lm = self.loaded
+        if not answers:
+            return []
+        eos = lm.eos_ids[0]
+        encoded = [[*lm.tokenizer(a, add_special_tokens=False)["input_ids"], eos] for a in answers]
+        prompt_ids = lm.tokenizer(prompt)["input_ids"]
+        context = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
+        longest = max(len(ids) for ids in encoded)
+        if longest >= context:  # an answer alone fills the context: score what fits after one prompt token
+            encoded = [ids[:context - 1] for ids in encoded]
+            longest = context - 1
+        prompt_ids = prompt_ids[-(context - longest):] or [eos]
+        scores = [-math.inf] * len(answers)
+        # transformers >= 5.2x calls the KV cache ``cache``; earlier releases ``past_key_values``
+        cache_arg = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
+        order = sorted(range(len(answers)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+        with lm.lock, torch.inference_mode():
+            try:
+                head = lm.model(input_ids=torch.tensor([prompt_ids], device=lm.device), use_cache=True)
+                first = head.logits[0, -1].float().log_softmax(-1)
+                for start in range(0, len(order), batch_size):
+                    if cancel is not None and cancel.is_set():
+                        break
+                    rows = order[start:start + batch_size]
+                    width = max(len(encoded[i]) for i in rows)
+                    ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(rows), len(prompt_ids) + width), dtype=torch.long)
+                    mask[:, :len(prompt_ids)] = 1
+                    for r, i in enumerate(rows):
+                        ids[r, :len(encoded[i])] = torch.tensor(encoded[i])
+                        mask[r, len(prompt_ids):len(prompt_ids) + len(encoded[i])] = 1
+                    cache = copy.deepcopy(head[cache_arg])
+                    cache.batch_repeat_interleave(len(rows))
+                    out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                                   use_cache=True, **{cache_arg: cache})
+                    logp = out.logits.float().log_softmax(-1)
+                    for r, i in enumerate(rows):
+                        tokens = encoded[i]
+                        total = first[tokens[0]].item()
+                        if len(tokens) > 1:
+                            picked = logp[r, :len(tokens) - 1].gather(
+                                -1, torch.tensor(tokens[1:], device=logp.device)[:, None])
+                            total += picked.sum().item()
+                        scores[i] = total
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                _release(lm.device)
+                raise BackendOutOfMemory(f"out of memory scoring {len(answers)} answers with model "
+                                         f"{lm.source!r} on {lm.device}") from exc
+        return scores
 
     def generate(self, request: GenerationRequest, cancel: threading.Event | None = None) -> GenerationResult:
         return self._run(request, [] if cancel is None else [cancel], None, False)

@@ -7,7 +7,8 @@ import contextlib
 
 from model_runtime import defaults
 
-MODEL_HELP = "model folder or hub id (transformers), or the served model name (openai)"
+MODEL_HELP = ("model folder or hub id (transformers), or the served model name (openai); default: "
+              f"{defaults.MODEL}, the model shipped inside editseq")
 
 
 def positive_int(text: str) -> int:
@@ -25,6 +26,14 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, backend_help: str 
                         help="base URL of the OpenAI-compatible server (openai backend)")
     parser.add_argument("--device", default=defaults.DEVICE,
                         help="auto (cuda, then mps, then cpu), or a torch device")
+
+
+def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
+    """``--strategy``: how repair rounds find candidates."""
+    parser.add_argument("--strategy", choices=defaults.STRATEGIES, default=defaults.STRATEGY,
+                        help="repair rounds: sample answers (generate), or test the single-edit repairs the "
+                             "model finds likeliest (rank); auto follows the model's manifest, else generate "
+                             f"(default: {defaults.STRATEGY})")
 
 
 def run_config(args: argparse.Namespace, **settings):

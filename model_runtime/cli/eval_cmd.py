@@ -13,7 +13,7 @@ from pathlib import Path
 
 from model_runtime import defaults
 
-from .arguments import MODEL_HELP, add_backend_arguments, positive_int
+from .arguments import MODEL_HELP, add_backend_arguments, add_strategy_argument, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -140,6 +140,7 @@ def _register_repair(benchmarks: argparse._SubParsersAction) -> None:
                         help=f"repair rounds after round 0 (default: {defaults.ROUNDS})")
     repair.add_argument("--candidates", "-k", type=int, default=defaults.CANDIDATES,
                         help=f"candidates per round (default: {defaults.CANDIDATES})")
+    add_strategy_argument(repair)
     repair.add_argument("--temperature", type=float, default=defaults.TEMPERATURE, help="0 means greedy (default)")
     repair.add_argument("--top-p", type=float, default=defaults.TOP_P)
     repair.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
@@ -170,7 +171,7 @@ def run_repair(args: argparse.Namespace) -> int:
     if args.baseline_only and args.model is not None:
         return _fail_repair("--baseline-only runs no model: drop --model, or drop --baseline-only")
     if not args.baseline_only and args.model is None:
-        return _fail_repair("give --model, or --baseline-only to run the no-model baseline alone")
+        args.model = defaults.MODEL
     if not args.timeout > 0:
         return _fail_repair(f"--timeout must be a positive number of seconds, got {args.timeout}")
     try:
@@ -199,7 +200,7 @@ def _repair(args: argparse.Namespace):
 
     if args.baseline_only:
         args.model = defaults.MODEL  # a RunConfig names a model; the baseline never loads it
-    config = run_config(args, rounds=args.rounds, candidates=args.candidates, max_new_tokens=args.max_new_tokens,
+    config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy, max_new_tokens=args.max_new_tokens,
                         temperature=args.temperature, top_p=args.top_p, seed=args.seed, python=args.python)
     mutants, started = None, time.perf_counter()
     if args.problems is not None:

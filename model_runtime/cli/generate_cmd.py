@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "candidate's resulting program and any refused steps with their reasons."
         ),
     )
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--model", default=defaults.MODEL, help=MODEL_HELP)
     add_backend_arguments(parser)
     parser.add_argument("--format", default="lintseq", choices=("lintseq", "cycle", "cycle-program", "chat"),
                         help="prompt format (default: lintseq)")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from model_runtime import defaults
 
-from .arguments import MODEL_HELP, add_backend_arguments
+from .arguments import MODEL_HELP, add_backend_arguments, add_strategy_argument
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -53,12 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="file relative to the workspace root, and a function or Class.method")
     parser.add_argument("--tests", nargs="+", required=True, metavar="NODEID",
                         help="pytest node ids (or test files) that must pass")
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--model", default=defaults.MODEL, help=MODEL_HELP)
     add_backend_arguments(parser)
     parser.add_argument("--rounds", type=int, default=defaults.ROUNDS,
                         help=f"repair rounds after round 0 (default: {defaults.ROUNDS})")
     parser.add_argument("--candidates", "-k", type=int, default=defaults.CANDIDATES,
                         help=f"candidates per round (default: {defaults.CANDIDATES})")
+    add_strategy_argument(parser)
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock budget for the whole run, which also bounds each test run")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     printer = _JsonPrinter() if args.json else _TextPrinter()
     root = Path.cwd()
     try:
-        config = run_config(args, rounds=args.rounds, candidates=args.candidates, max_new_tokens=args.max_new_tokens,
+        config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, timeout=args.timeout, python=args.python)
         # The model loads on first use, after the input was checked and round 0 ran.
         result = engine.refine(config, engine.make_backend(config), root, path, function, args.tests,

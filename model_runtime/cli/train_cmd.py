@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import train_cycle_cmd, train_flags, train_pretrain_cmd
+from . import train_cycle_cmd, train_flags, train_pretrain_cmd, train_rank_cmd
 from .arguments import positive_int
 
 
@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_lintseq(jobs)
     train_pretrain_cmd.register_jobs(jobs)
     train_cycle_cmd.register_jobs(jobs)
+    train_rank_cmd.register_jobs(jobs)
 
 
 def _register_lintseq(jobs: argparse._SubParsersAction) -> None:

@@ -314,6 +314,11 @@ class CountingBackend:
         self.tokens += result.new_tokens
         return result
 
+    def __getattr__(self, name: str):  # score, repair_strategy: whatever else the backend offers
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def stream(self, request, cancel=None, *, text_deltas=False):
         for event in self.inner.stream(request, cancel, text_deltas=text_deltas):
             if isinstance(event, CandidateEvent):

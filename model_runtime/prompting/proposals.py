@@ -18,7 +18,7 @@ from model_runtime.edits.diff_apply import StepResult, apply_edit_sequence, pyth
 
 from .formats import PromptFormat
 
-__all__ = ["Proposal", "Refusal", "interpret_completion"]
+__all__ = ["Proposal", "Refusal", "interpret_completion", "single_edit_answers"]
 
 #: The parser and the applier number what they refuse; a Refusal carries the number itself.
 _NUMBERED = re.compile(r"^(?:step|diff) \d+: ")
@@ -98,3 +98,26 @@ def _program_step(start: str, program: str) -> tuple[list[StepResult], list[Refu
         difflib.unified_diff(start.splitlines(), program.splitlines(), "a", "b", lineterm="")
     )
     return [StepResult(start, program, diff)], []
+
+
+def single_edit_answers(program: str) -> list[str]:
+    """Every single-edit repair of ``program`` as the ``cycle`` answer that makes it, each once.
+
+    The edits are :func:`~model_runtime.edits.mutations.mutations` of the
+    program (swaps, off-by-ones, name and call changes, a statement repeated
+    or removed), in their fixed order; the answers are what
+    :func:`~model_runtime.edits.repair_diffs.repair_diffs` writes for them. The
+    refine loop's ``rank`` strategy scores these; rank training learns to.
+    """
+    from model_runtime.edits.mutations import mutations  # libcst: imported on first use
+    from model_runtime.edits.repair_diffs import RepairDiffError, repair_diffs
+
+    from .formats import get_format
+
+    fmt, answers = get_format("cycle"), []
+    for mutation in mutations(program):
+        try:
+            answers.append(fmt.render_answer(repair_diffs(program, mutation.source)))
+        except RepairDiffError:
+            continue
+    return list(dict.fromkeys(answers))

@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="with --editseq-refine: write each verified fix (only if the file is unchanged)")
     group.addoption("--editseq-model", default=None, metavar="MODEL",
                     help="model folder or hub id (transformers), or the served model name (openai), for "
-                         "--editseq-refine (default: the editseq_model ini option)")
+                         "--editseq-refine (default: the editseq_model ini option, else the embedded model)")
     group.addoption("--editseq-backend", default=None, choices=defaults.BACKENDS,
                     help="run the model in-process (transformers) or through an OpenAI-compatible endpoint "
                          "such as vLLM's (openai) (default: the editseq_backend ini option, else transformers)")

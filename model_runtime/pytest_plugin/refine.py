@@ -79,16 +79,14 @@ def settings_from_config(config: pytest.Config) -> RefineSettings:
     The endpoint itself is first contacted when refinement starts (a run with
     nothing to refine needs no server).
     """
-    model = config.getoption("editseq_model") or config.getini("editseq_model")
-    if not model:
-        raise pytest.UsageError("--editseq-refine needs a model: --editseq-model or the editseq_model ini option")
+    model = config.getoption("editseq_model") or config.getini("editseq_model").strip() or defaults.MODEL
     backend = config.getoption("editseq_backend") or config.getini("editseq_backend").strip() or defaults.BACKEND
     if backend not in defaults.BACKENDS:
         raise pytest.UsageError(f"editseq: the editseq_backend ini option must be one of "
                                 f"{', '.join(defaults.BACKENDS)}, got {backend!r}")
     endpoint = config.getoption("editseq_endpoint") or config.getini("editseq_endpoint").strip() or defaults.ENDPOINT
     local = config.rootpath / model
-    if backend == "transformers" and not os.path.isabs(model) and local.exists():
+    if backend == "transformers" and model != defaults.EMBEDDED_MODEL and not os.path.isabs(model) and local.exists():
         model = str(local)  # a folder relative to the rootdir; a served name is passed as given
     try:
         run = RunConfig(

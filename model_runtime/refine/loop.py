@@ -21,6 +21,19 @@ rounds, or when ``cancel`` is set; cancelling stops generation (the event
 goes to the backend) and kills the test processes (it goes to the sandbox),
 both within a fraction of a second.
 
+The ``rank`` strategy (:attr:`RefineBudget.strategy`) replaces sampling in
+repair rounds: every single-edit repair of the best program
+(:func:`~model_runtime.edits.mutations.mutations`: the swaps, off-by-ones,
+name and call changes, repeated statements removed) is written as the
+``cycle`` answer the model would give (:func:`~model_runtime.edits.repair_diffs.repair_diffs`),
+the backend scores each answer's log-likelihood after the round's prompt
+(``backend.score``), and the ``candidates`` likeliest untested ones run. The
+order is kept per program, so later rounds from the same best program take
+the next ones; a round that still tested something new does not count
+against ``patience``. A tiny model that cannot write a diff can still tell a
+likely fix from an unlikely one; missing logic has no enumerable repair and
+needs ``generate``.
+
 Events (:mod:`model_runtime.refine.events`) go to ``on_event`` as things
 happen; the :class:`~model_runtime.refine.events.RefineResult` holds the best
 path as file diffs and the whole trajectory as plain data.
@@ -39,7 +52,7 @@ from model_runtime.backends.base import Backend, CandidateEvent, Completion, Edi
 from model_runtime.prompting.feedback import execution_feedback
 from model_runtime.prompting.formats import PromptFormat, PromptRequest, get_format
 from model_runtime.prompting.instruction import InstructionTooLong, build_instruction
-from model_runtime.prompting.proposals import interpret_completion
+from model_runtime.prompting.proposals import interpret_completion, single_edit_answers
 from model_runtime.sandbox.runner import RunResult, Sandbox, SandboxError
 
 from .events import (
@@ -68,6 +81,7 @@ class RefineBudget:
     ``rounds`` counts repair rounds after round 0; ``seconds`` (``None``: no
     limit) bounds the whole run, generation and tests included; ``patience``
     is how many rounds in a row without a better candidate end the loop.
+    ``strategy`` is how repair rounds find candidates (see the module docstring).
     ``temperature == 0`` is greedy: then extra candidates are copies of the
     first, so ask for several only with sampling.
     """
@@ -82,10 +96,13 @@ class RefineBudget:
     patience: int = 2
     feedback_tokens: int = 256
     instruction_tokens: int = 512
+    strategy: str = defaults.STRATEGY
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.candidates < 1 or self.patience < 1:
             raise ValueError("rounds must be >= 0, candidates and patience >= 1")
+        if self.strategy not in defaults.STRATEGIES:
+            raise ValueError(f"the strategy must be one of {', '.join(defaults.STRATEGIES)}, got {self.strategy!r}")
         if self.seconds is not None and self.seconds <= 0:
             raise ValueError(f"seconds must be positive, got {self.seconds}")
         sampled_request(self, "", k=self.candidates)
@@ -221,6 +238,9 @@ class _Loop:
         self.best: CandidateRecord | None = None
         self.stop: _Stopper | None = None
         self._round_started = 0.0
+        # ``auto`` asks the backend, which loads the model: only when a repair round needs it.
+        self.strategy = _strategy(backend, budget.strategy) if budget.strategy != "auto" else None
+        self._ranked: dict[str, list[tuple[float, Completion]]] = {}  # program -> answers, likeliest first
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -264,11 +284,19 @@ class _Loop:
         self._close_round(record)
 
     def _repair_round(self, number: int) -> bool:
-        """One CYCLE round from the best program so far; True if it found a better one."""
+        """One CYCLE round from the best program so far; True if it made progress.
+
+        Progress is a better program; for ``rank``, also any new edit tested.
+        """
         best = self.best
         fmt = get_format("cycle")
         prompt = fmt.build(PromptRequest(self.instruction, best.program, best.feedback))
         record = self._open_round(number, fmt, prompt, best.program, best.feedback)
+        if self.strategy is None:
+            self.strategy = _strategy(self.backend, "auto")
+        if self.strategy == "rank":
+            tested = self._rank(record, fmt, prompt, best)
+            return self._close_round(record) or tested
         self._propose(record, fmt, prompt, start=best.program, parent=best)
         return self._close_round(record)
 
@@ -318,6 +346,40 @@ class _Loop:
                 self._settle(record, candidate, steps, "refused" if proposal.refused else "copy")
             else:
                 self._try(record, candidate, steps, self.function.splice(proposal.program))
+
+    def _rank(self, record: RoundRecord, fmt: PromptFormat, prompt: str, best: CandidateRecord) -> bool:
+        """Test the ``candidates`` likeliest single-edit repairs not run yet; True if any ran."""
+        if self.stop.event.is_set():
+            return False
+        ranked = self._ranked.get(best.program)
+        if ranked is None:
+            mark = time.perf_counter()
+            answers = single_edit_answers(best.program)
+            scores = self.backend.score(prompt, answers, self.stop.event)
+            record.timings["model"] += time.perf_counter() - mark
+            if self.stop.event.is_set():
+                return False
+            ranked = self._ranked[best.program] = sorted(
+                zip(scores, answers), key=lambda pair: -pair[0])
+        chosen = []
+        while ranked and len(chosen) < self.budget.candidates:
+            score, answer = ranked.pop(0)
+            proposal = interpret_completion(fmt, Completion(0, answer, 0, "stop"), best.program)
+            if proposal.changed and self.function.splice(proposal.program) not in self.runs:
+                chosen.append((score, answer, proposal))
+        for index, (score, answer, proposal) in enumerate(chosen):
+            if self.stop.event.is_set():
+                break
+            for step, diff in enumerate(proposal.diffs, 1):
+                self.emit(EditProposed(record.round, index, step, diff))
+            candidate = CandidateRecord(
+                round=record.round, candidate=index, status="tested", program=proposal.program,
+                diffs=proposal.diffs, completion=answer, finish_reason=f"ranked (log p {score:.2f})",
+                parent=best.key,
+            )
+            self._try(record, candidate, [step.new for step in proposal.steps],
+                      self.function.splice(proposal.program))
+        return bool(chosen)
 
     def _generate(self, record: RoundRecord, fmt: PromptFormat, prompt: str) -> list[Completion]:
         """Stream the candidates, emitting each diff as it completes."""
@@ -399,6 +461,17 @@ class _Loop:
         if candidate.parent is None:
             return rounds
         return [*self._path_rounds(self.records[tuple(candidate.parent)]), *rounds]
+
+
+def _strategy(backend: Backend, wanted: str) -> str:
+    """``wanted``, or for ``auto`` the backend's own preference; ``rank`` needs a backend that scores."""
+    if wanted == "auto":
+        prefers = getattr(backend, "repair_strategy", None)
+        wanted = prefers() if callable(prefers) else "generate"
+    if wanted == "rank" and not callable(getattr(backend, "score", None)):
+        raise RefineError(f"the {getattr(backend, 'name', 'model')} backend cannot score answers, so it "
+                          "cannot rank edits; use the generate strategy")
+    return wanted
 
 
 def _check_test_ids(result: RunResult) -> None:

@@ -40,6 +40,8 @@ class RunConfig:
     seed: int | None = defaults.SEED
     #: Prompt format for writing a function; repairs use ``cycle``.
     prompt_format: str = defaults.PROMPT_FORMAT
+    #: How repair rounds find candidates (``auto``, ``generate``, ``rank``; see ``RefineBudget``).
+    strategy: str = defaults.STRATEGY
     timeout: float | None = None
     python: str | None = None
     sandbox_env: Mapping[str, str] = field(default_factory=dict)
@@ -68,7 +70,7 @@ class RunConfig:
 
         return RefineBudget(rounds=self.rounds, candidates=self.candidates, seconds=self.timeout,
                             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                            seed=self.seed)
+                            seed=self.seed, strategy=self.strategy)
 
     @property
     def limits(self):

@@ -81,6 +81,9 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, dtype: st
     try:
         model.save_pretrained(staging, max_shard_size=int(max_shard_mb * 10**6))
         tokenizer.save_pretrained(staging)
+        manifest = Path(source) / "manifest.json"  # the prompt formats and repair strategy it was trained for
+        if manifest.is_file():
+            shutil.copyfile(manifest, staging / manifest.name)
         files = tuple(sorted((p.name, p.stat().st_size) for p in staging.iterdir() if p.is_file()))
         too_big = [(name, size) for name, size in files if size > max_file_mib * MIB]
         total = sum(size for _, size in files)

@@ -187,8 +187,8 @@ def test_the_cli_exits_2_on_bad_input(tmp_path, capsys):
     assert main(["eval", "repair", "--problems", str(tmp_path / "missing.jsonl"), "--baseline-only",
                  "--out", out]) == 2
     good = _write(tmp_path / "good.jsonl", [ADD])
-    assert main(["eval", "repair", "--problems", str(good), "--out", out]) == 2
-    assert "give --model, or --baseline-only" in capsys.readouterr().err
+    assert main(["eval", "repair", "--problems", str(good), "--baseline-only", "--model", "m", "--out", out]) == 2
+    assert "--baseline-only runs no model" in capsys.readouterr().err
     assert main(["eval", "repair", "--problems", str(good), "--baseline-only", "--rounds", "-1",
                  "--out", out]) == 2
     assert not (tmp_path / "out").exists()

@@ -287,8 +287,8 @@ def test_bad_refine_options_fail_before_any_test_runs(tmp_path):
     root = write(tmp_path, {"tests/test_a.py": "def test_a():\n    assert 1 == 2\n"})
     run = run_pytest(root, "--editseq-apply")
     assert run.returncode == 4 and "--editseq-apply needs --editseq-refine" in run.stderr
-    run = run_pytest(root, "--editseq-refine")
-    assert run.returncode == 4 and "needs a model" in run.stderr
+    run = run_pytest(root, "--editseq-refine", "--editseq-backend", "ollama")
+    assert run.returncode == 4 and "--editseq-backend" in run.stderr
     run = run_pytest(root, "--editseq-refine", "--editseq-model", "m", "--editseq-candidates", "0")
     assert run.returncode == 4 and "candidates" in run.stderr
     assert not (root / ".editseq").exists()

@@ -1,7 +1,7 @@
 """The one-GPU recipe, run end to end on CPU with its ``smoke`` profile: every step wired together.
 
 corpus -> tokenizer -> LintSeq data -> pretraining -> LintSeq SFT -> CYCLE
-collection -> CYCLE training -> HumanEval (one-shot and refine) -> export, each
+collection -> CYCLE training -> rank training -> HumanEval (one-shot and refine) -> export, each
 step through ``scripts/recipe.sh`` exactly as a GPU run calls it, only with
 tiny sizes. The numbers are meaningless; what is checked is that each step
 consumes what the previous one wrote and leaves what the next one needs, that
@@ -101,6 +101,14 @@ def test_cycle_data_is_collected_and_trained_on(work):
     assert losses and all(math.isfinite(x) for x in losses)
 
 
+def test_rank_training_runs_on_the_bugs_and_its_manifest_reaches_the_export(work):
+    assert (work / "rank" / ".final").is_file()
+    log = [json.loads(line) for line in (work / "rank" / "rank_log.jsonl").read_text().splitlines()]
+    assert log and log[-1]["step"] == 4 and all(math.isfinite(e["loss"]) for e in log)
+    manifest = json.loads((work / "export" / "manifest.json").read_text())
+    assert manifest["repair"] == "rank" and set(manifest["formats"]) == {"lintseq", "cycle"}
+
+
 def test_humaneval_both_arms_are_scored(work):
     one_shot = json.loads((work / "eval" / "summary.json").read_text())
     assert set(one_shot["pass_at_k"]) >= {"1"}
@@ -118,7 +126,7 @@ def test_export_is_bf16_shards_within_limits(work):
 
 def test_a_second_run_finds_everything_done(work):
     started = time.perf_counter()
-    done = _recipe(work, "corpus", "tokenizer", "lintseq", "pretrain", "sft", "collect", "cycle", "status")
+    done = _recipe(work, "corpus", "tokenizer", "lintseq", "pretrain", "sft", "collect", "cycle", "rank", "status")
     assert done.returncode == 0, done.stderr
-    assert "already finished" in done.stdout and done.stdout.count("finished") >= 3
+    assert "already finished" in done.stdout and done.stdout.count("finished") >= 4
     assert time.perf_counter() - started < 30

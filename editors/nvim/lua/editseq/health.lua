@@ -103,7 +103,7 @@ local function check_settings(config)
   end
   local model = settings.model
   if model == nil then
-    info("`model` not set: the server uses upiter/TinyCodeLM-150M-LintSeqInstruct from the Hugging Face hub")
+    info("`model` not set: the server uses the model shipped inside editseq (\"embedded\"), on this machine")
   elseif type(model) == "string" and (model:sub(1, 1) == "/" or model:sub(1, 1) == "." or model:sub(1, 1) == "~") then
     local path = vim.fn.expand(model)
     if vim.fn.isdirectory(path) == 1 then
