@@ -44,7 +44,8 @@ from .base import (
 )
 from .streaming import CandidateTracker, Emit, iterate_in_thread
 
-__all__ = ["LoadedModel", "TransformersBackend", "TransformersConfig", "load_model", "resolve_device"]
+__all__ = ["LoadedModel", "TransformersBackend", "TransformersConfig", "answer_scores", "load_model",
+           "prompt_forward", "resolve_device"]
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -187,6 +188,55 @@ def _release(device: str) -> None:
         torch.mps.empty_cache()
 
 
+def _cache_argument(model) -> str:
+    """transformers >= 5.2x calls the KV cache ``cache``; earlier releases ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def prompt_forward(model, prompt_ids: Sequence[int]):
+    """The prompt's forward pass with its KV cache, for :func:`answer_scores`."""
+    import torch
+
+    device = next(model.parameters()).device
+    return model(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=True)
+
+
+def answer_scores(model, head, prompt_length: int, answers: Sequence[Sequence[int]], pad_id: int, *,
+                  copy_cache: bool = False):
+    """Summed log-likelihood of each answer (token ids) after the prompt of ``head``, as a 1-D tensor.
+
+    ``head`` is :func:`prompt_forward`'s output; its KV cache is repeated for
+    the answers (copied first with ``copy_cache``, so that ``head`` serves more
+    batches). Differentiable outside ``inference_mode``: rank training
+    (:mod:`model_runtime.training.rank_training`) trains on exactly these scores.
+    """
+    import torch
+
+    device = head.logits.device
+    cache_arg = _cache_argument(model)
+    cache = copy.deepcopy(head[cache_arg]) if copy_cache else head[cache_arg]
+    cache.batch_repeat_interleave(len(answers))
+    width = max(len(a) for a in answers)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(answers), prompt_length + width), dtype=torch.long)
+    mask[:, :prompt_length] = 1
+    for row, answer in enumerate(answers):
+        ids[row, :len(answer)] = torch.tensor(list(answer))
+        mask[row, prompt_length:prompt_length + len(answer)] = 1
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
+                   **{cache_arg: cache}).logits
+    first = head.logits[0, -1].float().log_softmax(-1)
+    logp = logits.float().log_softmax(-1)
+    scores = []
+    for row, answer in enumerate(answers):
+        score = first[answer[0]]
+        if len(answer) > 1:
+            targets = torch.tensor(list(answer[1:]), device=device)[:, None]
+            score = score + logp[row, :len(answer) - 1].gather(-1, targets).sum()
+        scores.append(score)
+    return torch.stack(scores)
+
+
 class TransformersBackend:
     """The :class:`~.base.Backend` for a local transformers model."""
 
@@ -236,37 +286,18 @@ class TransformersBackend:
             longest = context - 1
         prompt_ids = prompt_ids[-(context - longest):] or [eos]
         scores = [-math.inf] * len(answers)
-        # transformers >= 5.2x calls the KV cache ``cache``; earlier releases ``past_key_values``
-        cache_arg = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
         order = sorted(range(len(answers)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
         with lm.lock, torch.inference_mode():
             try:
-                head = lm.model(input_ids=torch.tensor([prompt_ids], device=lm.device), use_cache=True)
-                first = head.logits[0, -1].float().log_softmax(-1)
+                head = prompt_forward(lm.model, prompt_ids)
                 for start in range(0, len(order), batch_size):
                     if cancel is not None and cancel.is_set():
                         break
                     rows = order[start:start + batch_size]
-                    width = max(len(encoded[i]) for i in rows)
-                    ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(rows), len(prompt_ids) + width), dtype=torch.long)
-                    mask[:, :len(prompt_ids)] = 1
-                    for r, i in enumerate(rows):
-                        ids[r, :len(encoded[i])] = torch.tensor(encoded[i])
-                        mask[r, len(prompt_ids):len(prompt_ids) + len(encoded[i])] = 1
-                    cache = copy.deepcopy(head[cache_arg])
-                    cache.batch_repeat_interleave(len(rows))
-                    out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                                   use_cache=True, **{cache_arg: cache})
-                    logp = out.logits.float().log_softmax(-1)
-                    for r, i in enumerate(rows):
-                        tokens = encoded[i]
-                        total = first[tokens[0]].item()
-                        if len(tokens) > 1:
-                            picked = logp[r, :len(tokens) - 1].gather(
-                                -1, torch.tensor(tokens[1:], device=logp.device)[:, None])
-                            total += picked.sum().item()
-                        scores[i] = total
+                    batch = answer_scores(lm.model, head, len(prompt_ids), [encoded[i] for i in rows], lm.pad_id,
+                                          copy_cache=True)
+                    for i, value in zip(rows, batch.tolist()):
+                        scores[i] = value
             except Exception as exc:
                 if not _is_oom(exc):
                     raise

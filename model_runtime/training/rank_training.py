@@ -39,7 +39,7 @@ from pathlib import Path
 from .cycle_training import RepairRow, read_cycle_rows
 from .sft import TrainingError
 
-__all__ = ["RankReport", "RankSettings", "rank_scores", "train_rank"]
+__all__ = ["RankReport", "RankSettings", "train_rank"]
 
 CHECKPOINT = "checkpoint"
 STATE = "rank_state.json"
@@ -87,41 +87,6 @@ class RankReport:
     first: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
     parameters: int = 0
-
-
-def rank_scores(model, prompt_ids: list[int], answers: list[list[int]], pad_id: int):
-    """Summed log-likelihood of each answer (ids, end-of-text included) after ``prompt_ids``, as a tensor.
-
-    Differentiable; the prompt runs once and its KV cache is repeated for the answers.
-    """
-    import inspect
-
-    import torch
-
-    device = next(model.parameters()).device
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    head = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
-    cache = head[cache_arg]
-    cache.batch_repeat_interleave(len(answers))
-    width = max(len(a) for a in answers)
-    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(answers), len(prompt_ids) + width), dtype=torch.long)
-    mask[:, :len(prompt_ids)] = 1
-    for row, answer in enumerate(answers):
-        ids[row, :len(answer)] = torch.tensor(answer)
-        mask[row, len(prompt_ids):len(prompt_ids) + len(answer)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
-                   **{cache_arg: cache}).logits
-    first = head.logits[0, -1].float().log_softmax(-1)
-    logp = logits.float().log_softmax(-1)
-    scores = []
-    for row, answer in enumerate(answers):
-        score = first[answer[0]]
-        if len(answer) > 1:
-            targets = torch.tensor(answer[1:], device=device)[:, None]
-            score = score + logp[row, :len(answer) - 1].gather(-1, targets).sum()
-        scores.append(score)
-    return torch.stack(scores)
 
 
 def _candidates(row: RepairRow, rng: random.Random, negatives: int) -> list[str] | None:
@@ -174,6 +139,7 @@ def train_rank(settings: RankSettings) -> RankReport:
     """Run (or continue) the job in ``settings.out``; see the module docstring."""
     import torch
 
+    from model_runtime.backends.transformers_backend import answer_scores, prompt_forward
     from model_runtime.prompting.formats import PromptRequest, get_format
 
     rows, _plain = read_cycle_rows(settings.data)
@@ -217,7 +183,7 @@ def train_rank(settings: RankSettings) -> RankReport:
             continue
         prompt = get_format("cycle").build(PromptRequest(row.instruction, row.faulty, row.feedback))
         prompt_ids = tokenizer(prompt)["input_ids"][-(context - longest):]
-        scores = rank_scores(model, prompt_ids, answers, pad)
+        scores = answer_scores(model, prompt_forward(model, prompt_ids), len(prompt_ids), answers, pad)
         loss = -scores.log_softmax(0)[0]
         rate = settings.learning_rate * min(1.0, (state["step"] + 1) / max(1, settings.warmup_steps))
         for group in optimizer.param_groups:
