@@ -52,7 +52,7 @@ case "$PROFILE" in
     SFT_ARGS="--max-steps ${SFT_STEPS:-200} --batch-size 8 --lr 1e-3 --max-length 512 --save-steps 100 --logging-steps 20 --threads 2"
     COLLECT=no
     CYCLE_ARGS="--lintseq-ratio 1 --pgm 0.05 --max-steps ${CYCLE_STEPS:-900} --batch-size 8 --lr 1e-3 --max-length 768 --save-steps 100 --logging-steps 20 --threads 2"
-    RANK_ARGS="--steps ${RANK_STEPS:-1000} --negatives 15 --learning-rate 1e-4"
+    RANK_ARGS="--steps ${RANK_STEPS:-482} --negatives 15 --learning-rate 1e-4"
     EVAL_ARGS="--n 10 --temperature 0.8 --max-new-tokens 256 --workers 2"
     EVAL_REFINE_ARGS="--n 4 --temperature 0.8 --max-new-tokens 256 --refine-rounds 3 --limit ${REFINE_PROBLEMS:-20} --workers 2"
     ;;

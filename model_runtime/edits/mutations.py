@@ -254,17 +254,25 @@ class _Sites(cst.CSTTransformer):
     def leave_While(self, original, updated):
         negated = _negated(updated.test)
         return updated if negated is None else self._offer(
-            "operator", "added not to the condition", updated, updated.with_changes(test=negated))
+            "operator", "added not to the condition", updated, _with_test(updated, negated))
 
     def leave_If(self, original, updated):
         negated = _negated(updated.test)
         if negated is not None:
             updated = self._offer("operator", "added not to the condition", updated,
-                                  updated.with_changes(test=negated))
+                                  _with_test(updated, negated))
         if updated.orelse is None:
             return updated
         branch = "elif" if isinstance(updated.orelse, cst.If) else "else"
         return self._offer("missing", f"deleted the {branch} branch", updated, updated.with_changes(orelse=None))
+
+
+def _with_test(node: cst.If | cst.While, test: cst.BaseExpression) -> cst.If | cst.While:
+    """``node`` with ``test``; ``if(x):`` becomes ``if not(x):`` with the space the keyword now needs."""
+    field = "whitespace_before_test" if isinstance(node, cst.If) else "whitespace_after_while"
+    if not getattr(node, field).value:
+        return node.with_changes(test=test, **{field: cst.SimpleWhitespace(" ")})
+    return node.with_changes(test=test)
 
 
 def _negated(test: cst.BaseExpression) -> cst.BaseExpression | None:
@@ -354,7 +362,7 @@ class _Mutator:
 def _mutator(source: str) -> _Mutator | None:
     try:
         return _Mutator(source)
-    except cst.ParserSyntaxError:
+    except (cst.ParserSyntaxError, cst.CSTValidationError):  # a node libcst cannot rebuild: no mutations
         return None
 
 

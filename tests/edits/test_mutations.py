@@ -60,3 +60,10 @@ def test_random_mutations_follow_the_seed():
     b = [random_mutation(SOURCE, random.Random(7)) for _ in range(3)]
     assert a == b and all(m is not None and m.source != SOURCE for m in a)
     assert random_mutation("def f():\n    pass\n", random.Random(0)) is None
+
+
+def test_conditions_written_without_a_space_keep_valid_syntax_when_negated():
+    # `if(x):` has no space after the keyword; `if not(x)` would need one (libcst refused to build it).
+    source = "def f(x):\n    if(x):\n        return 1\n    while(x):\n        x -= 1\n    return 0\n"
+    negated = [m.source for m in mutations(source) if m.detail == "added not to the condition"]
+    assert negated == [source.replace("if(x)", "if not (x)"), source.replace("while(x)", "while not (x)")]
