@@ -30,9 +30,10 @@ the backend scores each answer's log-likelihood after the round's prompt
 (``backend.score``), and the ``candidates`` likeliest untested ones run. The
 order is kept per program, so later rounds from the same best program take
 the next ones; a round that still tested something new does not count
-against ``patience``. A tiny model that cannot write a diff can still tell a
-likely fix from an unlikely one; missing logic has no enumerable repair and
-needs ``generate``.
+against ``patience``. Every candidate applies and is one edit, whatever the
+model; how well the model orders them is measured, not assumed (README,
+``editseq eval repair``). Missing logic has no enumerable repair and needs
+``generate``.
 
 Events (:mod:`model_runtime.refine.events`) go to ``on_event`` as things
 happen; the :class:`~model_runtime.refine.events.RefineResult` holds the best
@@ -240,7 +241,7 @@ class _Loop:
         self._round_started = 0.0
         # ``auto`` asks the backend, which loads the model: only when a repair round needs it.
         self.strategy = _strategy(backend, budget.strategy) if budget.strategy != "auto" else None
-        self._ranked: dict[str, list[tuple[float, Completion]]] = {}  # program -> answers, likeliest first
+        self._ranked: dict[str, list[tuple[float, str]]] = {}  # program -> (score, answer), likeliest first
 
     # -- the loop ------------------------------------------------------------------------
 
