@@ -347,7 +347,10 @@ class _Mutator:
 
     def apply(self, number: int) -> str | None:
         """The source with edit ``number`` made, or ``None`` when it does not compile or changes nothing."""
-        new = self._wrapper.visit(_Sites(self._names, number)).code
+        try:
+            new = self._wrapper.visit(_Sites(self._names, number)).code
+        except cst.CSTValidationError:  # e.g. `if(a) and b:` minus `(a)` would read `ifb`
+            return None
         if new == self.source:
             return None
         with warnings.catch_warnings():  # "is" with a literal and the like: still a program, still a bug

@@ -67,3 +67,11 @@ def test_conditions_written_without_a_space_keep_valid_syntax_when_negated():
     source = "def f(x):\n    if(x):\n        return 1\n    while(x):\n        x -= 1\n    return 0\n"
     negated = [m.source for m in mutations(source) if m.detail == "added not to the condition"]
     assert negated == [source.replace("if(x)", "if not (x)"), source.replace("while(x)", "while not (x)")]
+
+
+def test_an_edit_libcst_cannot_rebuild_is_skipped_not_raised():
+    # Keeping only `b` of `if(a) and b:` would read `ifb`; that one edit is skipped, the others remain.
+    source = "def f(a, b):\n    if(a) and b:\n        return 1\n    return 0\n"
+    details = [m.detail for m in mutations(source)]
+    assert "dropped left operand of and" in details and "dropped right operand of and" not in details
+    assert len(details) == 11
