@@ -158,8 +158,8 @@ class _Sites(cst.CSTTransformer):
         swapped = cst.Or() if isinstance(updated.operator, cst.And) else cst.And()
         candidates = [("operator", f"{_code(updated.operator).strip()} -> {_code(swapped).strip()}",
                        updated.with_changes(operator=swapped))]
-        candidates += [("missing", f"dropped {side} operand of {_code(updated.operator).strip()}", part)
-                       for side, part in (("left", updated.left), ("right", updated.right))]
+        candidates += [("missing", f"dropped {side} operand of {_code(updated.operator).strip()}", kept)
+                       for side, kept in (("right", updated.left), ("left", updated.right))]
         for side in ("left", "right"):
             negated = _negated(getattr(updated, side))
             if negated is not None:
