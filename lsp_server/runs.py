@@ -123,6 +123,7 @@ def _written(request: RunRequest, result) -> Outcome:
     texts = step_texts(result.original, result.diffs)
     reasons = ["pyflakes: clean" if not lint else "pyflakes: " + ", ".join(
         f"{m.code} line {m.line}: {m.message}" for m in lint) for lint in result.lint]
+    reasons = _with_notes(reasons, getattr(result, "notes", []))
     state = "cancelled" if result.cancelled else f"{len(result.diffs)} step(s), not tested"
     return Outcome(request, texts, _labels(texts), reasons, verified=False, passed=0, total=0, tested=False,
                    summary=f"{request.function}: {state}")
@@ -134,11 +135,19 @@ def _refined(request: RunRequest, result) -> Outcome:
     for number in result.step_rounds:
         feedback = result.trajectory[number].feedback
         reasons.append(f"round {number}: " + (_first_line(feedback) or "written from the docstring"))
+    reasons = _with_notes(reasons, getattr(result, "step_notes", []))
     state = "verified green" if result.verified else f"not verified ({result.reason})"
     return Outcome(request, texts, _labels(texts), reasons, verified=result.verified,
                    passed=result.best.passed, total=result.best.total, tested=True,
                    summary=f"{request.function}: {state}, {result.best.passed}/{result.best.total} tests pass, "
                            f"{len(result.diffs)} step(s)")
+
+
+def _with_notes(reasons: list[str], notes: list[str]) -> list[str]:
+    """Each step's reason with its landing note ("only `add` landed: dropped print(...)"), if any:
+    what the model wrote besides the function and the editor does not apply should not pass unsaid."""
+    return [f"{reason}; {note}" if note else reason
+            for reason, note in zip(reasons, [*notes, *[""] * (len(reasons) - len(notes))])]
 
 
 def _labels(texts: list[str]) -> list[str]:

@@ -52,8 +52,10 @@ class Settings:
     backend: str = defaults.BACKEND
     endpoint: str = defaults.ENDPOINT
     device: str = defaults.DEVICE
-    #: Prompt format for writing a function; repairs always use ``cycle``.
+    #: The prompt format the model speaks: auto (read off the model), lintseq or chat.
     format: str = defaults.PROMPT_FORMAT
+    #: How repair rounds find candidates: auto (follow the model), generate, rank or rewrite.
+    strategy: str = defaults.STRATEGY
     rounds: int = defaults.ROUNDS
     candidates: int = defaults.CANDIDATES
     maxNewTokens: int = defaults.MAX_NEW_TOKENS
@@ -72,7 +74,7 @@ class Settings:
     maxFileBytes: int = 1_000_000
 
 
-_CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS}
+_CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS, "strategy": defaults.STRATEGIES}
 _POSITIVE = {"rounds": 0, "candidates": 1, "maxNewTokens": 1, "timeout": 1e-9, "resolveTimeout": 0,
              "reportPollInterval": 0.05, "maxFileBytes": 1, "temperature": 0}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -160,4 +162,5 @@ def run_config(settings: Settings) -> RunConfig:
     return RunConfig(model=settings.model, backend=settings.backend, endpoint=settings.endpoint,
                      device=settings.device, rounds=settings.rounds, candidates=settings.candidates,
                      max_new_tokens=settings.maxNewTokens, temperature=settings.temperature,
-                     timeout=settings.timeout, python=settings.python or None, prompt_format=settings.format)
+                     timeout=settings.timeout, python=settings.python or None, prompt_format=settings.format,
+                     strategy=settings.strategy)

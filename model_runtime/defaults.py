@@ -24,14 +24,19 @@ HUB_MODEL = "upiter/TinyCodeLM-150M-LintSeqInstruct"
 #: The model every front end uses when none is set.
 MODEL = EMBEDDED_MODEL
 
-#: Prompt format for writing a function (repairs use ``cycle``), and the formats that can write one.
-PROMPT_FORMAT = "lintseq"
-WRITE_FORMATS = ("lintseq",)
+#: The prompt format a model speaks: ``lintseq`` (instruction + insertion diffs; the public LintSeq
+#: models, ours) or ``chat`` (an instruct model's chat template, answered with one fenced diff);
+#: ``auto`` reads it off the model (its folder's manifest, its tokenizer, the server's model entry).
+PROMPT_FORMAT = "auto"
+WRITE_FORMATS = ("auto", "lintseq", "chat")
 
 #: Sampling. Temperature 0 is greedy (then extra candidates repeat the first).
 TEMPERATURE = 0.0
 TOP_P = 0.95
-MAX_NEW_TOKENS = 256
+#: The LintSeq authors' evaluation settings: 512 new tokens, at least 8 (a shorter answer would be
+#: an empty or truncated diff sequence).
+MAX_NEW_TOKENS = 512
+MIN_NEW_TOKENS = 8
 CANDIDATES = 1
 SEED = 0
 #: Sampling where several different answers are the point (CYCLE collection).
@@ -39,9 +44,12 @@ SAMPLING_TEMPERATURE = 0.8
 
 #: Repair rounds after round 0.
 ROUNDS = 4
-#: How a repair round gets its candidates: ``generate`` samples answers from the model; ``rank``
-#: enumerates the single-edit repairs of the code (operator, value, variable, function, excess) and
-#: tests the ones the model finds likeliest as its answer; ``auto`` is what the model's manifest asks
-#: for (its ``repair`` field), else ``generate``.
-STRATEGIES = ("auto", "generate", "rank")
+#: How a repair round gets its candidates: ``generate`` samples ``cycle`` repair diffs (for models
+#: trained on them); ``rank`` enumerates the single-edit repairs of the code (operator, value,
+#: variable, function, excess) and tests the ones the model finds likeliest as its ``cycle`` answer;
+#: ``rewrite`` asks in the model's own format with the failure as context (a LintSeq model writes
+#: the function again from an empty body; a chat model is asked for one diff); ``auto`` follows the
+#: model's profile (manifest ``repair: rank``, else ``generate`` when it was trained on ``cycle``,
+#: else ``rewrite``).
+STRATEGIES = ("auto", "generate", "rank", "rewrite")
 STRATEGY = "auto"

@@ -46,7 +46,8 @@ def lsp_model() -> Path:
     scratch = Path(tempfile.mkdtemp(prefix="editseq-lsp-model-"))
     instruction = build_instruction(STUB, "add", max_tokens=512).text
     write = (write_prompt(instruction), get_format("lintseq").render_answer(STUB_STEPS))
-    report = train_memorised_model(scratch / "model", [*_examples(scratch), write], MemoriseSettings(steps=220))
+    report = train_memorised_model(scratch / "model", [*_examples(scratch), write], MemoriseSettings(steps=220),
+                                   formats=("lintseq", "cycle"))
     assert report.final_loss < 0.05, report
     return report.folder
 

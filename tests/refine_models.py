@@ -147,7 +147,8 @@ def repair_model() -> Path:
     from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
 
     folder = Path(tempfile.mkdtemp(prefix="editseq-repair-model-"))
-    report = train_memorised_model(folder / "model", _examples(folder), MemoriseSettings(steps=200))
+    report = train_memorised_model(folder / "model", _examples(folder), MemoriseSettings(steps=200),
+                                   formats=("lintseq", "cycle"))
     assert report.final_loss < 0.05, report
     return report.folder
 
@@ -167,3 +168,82 @@ def random_model() -> Path:
     # a budget, a cancel or max_new_tokens can stop it and timing tests are exact.
     model.generation_config.suppress_tokens = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|diff|>")]
     return save_model(model, tokenizer, folder)
+
+
+# -- models that speak only their own format (the profile picks ``rewrite`` for them) -----------------
+
+#: A chat template of plain text markers (no special tokens, so every server renders and reads it alike).
+CHAT_TEMPLATE = ("{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n\n{% endfor %}"
+                 "{% if add_generation_prompt %}### assistant:\n{% endif %}")
+#: The fixed clamp as a LintSeq model writes it: no docstring (the instruction had it), and a usage
+#: example after it that must not land in the file.
+CLAMP_REWRITE = (
+    "@@ -0,0 +1,6 @@\n+def clamp(x, low, high):\n+    if x < low:\n+        return low\n"
+    "+    if x > high:\n+        return high\n+    return x",
+    "@@ -6,0 +7,2 @@\n+\n+print(clamp(5, 0, 10))",
+)
+#: Both clamp fixes in one diff, as a chat model answers, with an example call it was not asked for.
+CLAMP_CHAT_DIFF = (
+    "--- a\n+++ b\n@@ -3,5 +3,8 @@\n     if x < low:\n-        return high\n+        return low\n"
+    "     if x > high:\n-        return low\n+        return high\n     return x\n+\n+\n+print(clamp(50, 0, 10))"
+)
+
+
+def _clamp_context(scratch: Path) -> tuple[str, str, str]:
+    """The clamp scenario's instruction, faulty code and round-0 feedback, from a real sandbox run."""
+    root, path, function, tests = write_workspace(scratch / "clamp", "clamp")
+    source = (root / path).read_text()
+    target = locate_function(source, function, path)
+    result = sandbox(root).run(tests, {path: source})
+    instruction = build_instruction(source, function, max_tokens=512).text
+    return instruction, target.code, execution_feedback(result)
+
+
+def render_chat_template(messages) -> str:
+    """:data:`CHAT_TEMPLATE` rendered as transformers renders it (the prompt the chat model memorises)."""
+    import jinja2
+
+    turns = [{"role": role, "content": content} for role, content in messages]
+    return jinja2.Template(CHAT_TEMPLATE, keep_trailing_newline=True).render(
+        messages=turns, add_generation_prompt=True)
+
+
+@functools.cache
+def rewrite_model() -> Path:
+    """A LintSeq model with no manifest (profiled ``lintseq`` from its tokenizer, so ``rewrite``) that
+    answers clamp's rewrite prompt with the fixed function and an example call."""
+    from model_runtime.prompting.formats import PromptRequest
+    from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
+
+    folder = Path(tempfile.mkdtemp(prefix="editseq-rewrite-model-"))
+    instruction, _, feedback = _clamp_context(folder)
+    fmt = get_format("lintseq")
+    examples = [(fmt.build(PromptRequest(instruction, "", feedback)), fmt.render_answer(list(CLAMP_REWRITE)))]
+    report = train_memorised_model(folder / "model", examples, MemoriseSettings(steps=150))
+    assert report.final_loss < 0.05, report
+    return report.folder
+
+
+@functools.cache
+def chat_model() -> Path:
+    """An instruct model (a chat template, no ``<|diff|>`` token) that answers clamp's chat repair prompt
+    with one fenced diff fixing both bugs (and adding an example call)."""
+    from transformers import AutoTokenizer
+
+    from model_runtime.prompting.formats import ChatFormat, PromptRequest
+    from model_runtime.training.tiny_model import MemoriseSettings, save_model, train_memorised_model
+
+    folder = Path(tempfile.mkdtemp(prefix="editseq-chat-model-"))
+    instruction, code, feedback = _clamp_context(folder)
+    fmt = ChatFormat()
+    prompt = render_chat_template(fmt.chat(PromptRequest(instruction, code, feedback)))
+    examples = [(prompt, fmt.render_answer([CLAMP_CHAT_DIFF]))]
+    report = train_memorised_model(folder / "model", examples, MemoriseSettings(steps=150))
+    assert report.final_loss < 0.05, report
+    # An instruct model's tokenizer: the chat template, and no edit separator in its vocabulary's use.
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(report.folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    save_model(AutoModelForCausalLM.from_pretrained(report.folder), tokenizer, report.folder)
+    return report.folder

@@ -1,7 +1,8 @@
 """Generation backends behind one interface (:class:`~.base.Backend`).
 
 ``transformers`` runs a model in this process; ``openai`` talks to any
-OpenAI-compatible ``/v1/completions`` endpoint (vLLM for scale-out). The
+OpenAI-compatible server (``/v1/completions``, and ``/v1/chat/completions``
+for chat models: vLLM for scale-out, llama.cpp's server, Ollama, LM Studio). The
 backend classes are loaded on first access, so importing this package costs
 neither torch nor httpx. :mod:`.openai_server` is a small OpenAI-compatible
 server of our own over the transformers backend.
@@ -33,6 +34,7 @@ from .base import (
     MalformedResponse,
     MissingDiffToken,
     ModelLoadError,
+    ModelProfile,
     StreamEvent,
     TextEvent,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "MalformedResponse",
     "MissingDiffToken",
     "ModelLoadError",
+    "ModelProfile",
     "OpenAIBackend",
     "OpenAIConfig",
     "StreamEvent",

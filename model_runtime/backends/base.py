@@ -39,6 +39,7 @@ __all__ = [
     "MalformedResponse",
     "MissingDiffToken",
     "ModelLoadError",
+    "ModelProfile",
     "StreamEvent",
     "TextEvent",
     "sampled_request",
@@ -51,11 +52,19 @@ class GenerationRequest:
 
     ``stop`` strings end a candidate and are not part of its text (OpenAI's
     rule, so both backends agree). ``seed`` makes sampling repeatable.
+
+    A chat request has ``messages`` (``(role, content)`` pairs) and an empty
+    ``prompt``: the in-process backend renders them with the model's own chat
+    template, an HTTP backend sends them to ``/v1/chat/completions``, so the
+    turn markers are always the model's. ``min_new_tokens`` keeps end-of-text
+    away for that many tokens (capped by ``max_new_tokens``).
     """
 
     prompt: str
     k: int = 1
     max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    min_new_tokens: int = defaults.MIN_NEW_TOKENS
+    messages: tuple[tuple[str, str], ...] = ()
     temperature: float = defaults.TEMPERATURE
     #: 1.0: no nucleus truncation unless asked (front ends ask for ``defaults.TOP_P``).
     top_p: float = 1.0
@@ -71,6 +80,13 @@ class GenerationRequest:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.min_new_tokens < 0:
+            raise ValueError(f"min_new_tokens must not be negative, got {self.min_new_tokens}")
+        object.__setattr__(self, "min_new_tokens", min(self.min_new_tokens, self.max_new_tokens))
+        messages = tuple((str(role), str(content)) for role, content in self.messages)
+        object.__setattr__(self, "messages", messages)
+        if messages and self.prompt:
+            raise ValueError("a request has a prompt or chat messages, not both")
         if self.temperature < 0:
             raise ValueError(f"temperature must not be negative, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -81,18 +97,55 @@ class GenerationRequest:
         return self.temperature == 0
 
 
-def sampled_request(sampling, prompt: str, *, k: int = 1, seed_offset: int = 0,
+def sampled_request(sampling, prompt, *, k: int = 1, seed_offset: int = 0,
                     stop: tuple[str, ...] = ()) -> GenerationRequest:
     """A request with ``sampling``'s numbers: the one way a budget or settings object becomes a request.
 
     ``sampling`` is any object with ``max_new_tokens``, ``temperature``,
     ``top_p`` and ``seed`` (the refine budget, the evaluation and collection
-    settings); ``seed_offset`` varies the seed per problem. Building the
-    request also checks the numbers, so settings call it once when made.
+    settings) and optionally ``min_new_tokens``; ``seed_offset`` varies the
+    seed per problem. ``prompt`` is the text, or ``(role, content)`` chat
+    messages. Building the request also checks the numbers, so settings call
+    it once when made.
     """
     seed = None if sampling.seed is None else sampling.seed + seed_offset
+    messages: tuple = ()
+    if not isinstance(prompt, str):
+        prompt, messages = "", tuple(prompt)
     return GenerationRequest(prompt=prompt, k=k, max_new_tokens=sampling.max_new_tokens,
-                             temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, stop=stop)
+                             min_new_tokens=getattr(sampling, "min_new_tokens", defaults.MIN_NEW_TOKENS),
+                             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
+                             seed=seed, stop=stop)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What a model was trained to read and write, and so how the refine loop should ask it.
+
+    ``formats`` are prompt format names (``lintseq``, ``cycle``, ``chat``);
+    ``repair`` is the model's own repair strategy (``rank``) or ``None``;
+    ``origin`` says where the profile came from, for logs and errors
+    (``manifest``, ``tokenizer``, ``server``, ``model id``, ``setting``).
+    """
+
+    formats: tuple[str, ...]
+    repair: str | None = None
+    origin: str = ""
+
+    @property
+    def writes(self) -> str:
+        """The format the model writes a function in: the first of ``lintseq`` and ``chat`` it lists."""
+        return next((f for f in self.formats if f in ("lintseq", "chat")), "lintseq")
+
+    @property
+    def strategy(self) -> str:
+        """The repair strategy ``auto`` stands for with this model."""
+        if self.repair == "rank":
+            return "rank"
+        return "generate" if "cycle" in self.formats else "rewrite"
+
+    def describe(self) -> str:
+        return f"formats {', '.join(self.formats) or 'none'} (from the {self.origin or 'defaults'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +157,9 @@ class Completion:
     ``"stop"`` (end of text or a stop string), ``"length"`` (``max_new_tokens``
     reached) or ``"cancelled"``; an HTTP server may report others verbatim.
     ``new_tokens`` counts the tokens that carry text (end-of-text excluded);
-    over HTTP it is the number of streamed text chunks, one per token on vLLM.
+    over HTTP it is the server's ``usage.completion_tokens`` for a one-choice
+    request when the server sends it, else the number of streamed text chunks
+    (one per token on vLLM; llama.cpp and Ollama may send several per chunk).
     """
 
     index: int

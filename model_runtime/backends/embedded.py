@@ -6,7 +6,9 @@ tokenizer, ``MODEL_CARD.md`` and ``manifest.json``, as package data, so that a
 plain ``pip install`` has it and nothing is downloaded. An installation that lost
 the weights gets a message saying so. Any model folder may carry a
 ``manifest.json``: ``formats`` lists the prompt formats the model was trained on,
-``repair: "rank"`` asks the refine loop to rank single-edit repairs with it.
+``repair: "rank"`` asks the refine loop to rank single-edit repairs with it. A folder
+without one is profiled from its tokenizer (see ``TransformersBackend.profile``):
+the public LintSeq models have none and get the ``rewrite`` strategy.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from model_runtime import defaults
 
 from .base import ModelLoadError
 
-__all__ = ["MANIFEST", "embedded_model_dir", "read_manifest", "resolve_model"]
+__all__ = ["MANIFEST", "embedded_model_dir", "read_manifest", "resolve_model", "write_manifest"]
 
 MANIFEST = "manifest.json"
 _FOLDER = Path(__file__).resolve().parent.parent / "embedded_model"
@@ -51,3 +53,14 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict:
     if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
         raise ModelLoadError(f"{path}: a manifest is an object whose `formats` is a list of prompt format names")
     return data
+
+
+def write_manifest(folder: str | os.PathLike[str], formats: list[str] | tuple[str, ...],
+                   repair: str | None = None) -> Path:
+    """Record in ``folder`` what its model was trained on (training calls this when it saves a model)."""
+    data: dict = {"formats": list(formats)}
+    if repair:
+        data["repair"] = repair
+    path = Path(folder) / MANIFEST
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path

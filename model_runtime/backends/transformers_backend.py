@@ -40,12 +40,13 @@ from .base import (
     GenerationResult,
     MissingDiffToken,
     ModelLoadError,
+    ModelProfile,
     StreamEvent,
 )
 from .streaming import CandidateTracker, Emit, iterate_in_thread
 
 __all__ = ["LoadedModel", "TransformersBackend", "TransformersConfig", "answer_scores", "load_model",
-           "prompt_forward", "resolve_device"]
+           "prompt_forward", "render_chat", "resolve_device"]
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -74,7 +75,8 @@ class LoadedModel:
     tokenizer: object
     device: str
     dtype: str
-    diff_id: int
+    #: ``None`` for a chat model (a chat template, no ``<|diff|>`` token).
+    diff_id: int | None
     eos_ids: tuple[int, ...]
     pad_id: int
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,19 +134,41 @@ def load_model(config: TransformersConfig) -> LoadedModel:
         return loaded
 
 
+#: The lowest releases that load what this backend loads (pyproject.toml's floors, tested by scripts/floors.sh):
+#: transformers refuses ``torch.load`` of pickled weights below torch 2.6 (the public LintSeq models ship
+#: ``pytorch_model.bin``) and takes ``from_pretrained(dtype=...)`` from 4.56 on.
+FLOORS = {"torch": "2.6", "transformers": "4.56"}
+
+
+def _check_floors() -> None:
+    """A clear error instead of a raw ``TypeError`` deep in transformers when the environment is too old."""
+    import torch
+    import transformers
+    from packaging.version import Version
+
+    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    old = [f"{name} {found[name]} (needs >= {floor})" for name, floor in FLOORS.items()
+           if Version(found[name]) < Version(floor)]
+    if old:
+        raise ModelLoadError(f"this environment is too old for editseq's model loading: {', '.join(old)}; "
+                             f"pip install -U 'torch>={FLOORS['torch']}' 'transformers>={FLOORS['transformers']}'")
+
+
 def _load(source: str, device: str, dtype: str, local_files_only: bool) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _check_floors()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the tokenizer of model {source!r}: {exc}") from exc
     diff_id = tokenizer.get_vocab().get(DIFF_TOKEN)
-    if diff_id is None:
+    if diff_id is None and not getattr(tokenizer, "chat_template", None):
         raise MissingDiffToken(
-            f"model {source!r}: its tokenizer has no {DIFF_TOKEN} token, so the model was not "
-            "trained on the LintSeq edit format and cannot write edit sequences"
+            f"model {source!r}: its tokenizer has neither a {DIFF_TOKEN} token nor a chat template, so the "
+            "model speaks neither the LintSeq edit format nor chat; use a LintSeq or an instruct model"
         )
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -168,6 +192,27 @@ def _load(source: str, device: str, dtype: str, local_files_only: bool) -> Loade
         eos_ids[0],
     )
     return LoadedModel(source, model, tokenizer, device, dtype, diff_id, eos_ids, pad_id)
+
+
+def render_chat(tokenizer, messages: Sequence[tuple[str, str]]) -> str:
+    """``(role, content)`` messages as the model's chat template writes them, ready for the answer.
+
+    Templates that reject a system role (Gemma's raise) get the system text at
+    the top of the first user message instead.
+    """
+    from jinja2.exceptions import TemplateError
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError("the model's tokenizer has no chat template, so it cannot take chat messages; "
+                             "use the lintseq format")
+    turns = [{"role": role, "content": content} for role, content in messages]
+    try:
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    except TemplateError:
+        if not turns or turns[0]["role"] != "system" or len(turns) < 2:
+            raise
+        merged = [{"role": "user", "content": f"{turns[0]['content']}\n\n{turns[1]['content']}"}, *turns[2:]]
+        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -255,13 +300,29 @@ class TransformersBackend:
             self.load()
         return self._loaded
 
-    def repair_strategy(self) -> str:
-        """The model folder's preferred repair strategy (its manifest's ``repair``), else ``generate``."""
+    def profile(self) -> ModelProfile:
+        """What the model speaks: its folder's manifest when it has one, else what its tokenizer shows.
+
+        Without a manifest, a chat template means an instruct model (asked in
+        chat) and a ``<|diff|>`` token a LintSeq model (the public
+        ``TinyCodeLM-*-LintSeqInstruct`` ones: they write from an empty file
+        and were never tuned to repair).
+        """
         from .embedded import read_manifest
 
-        source = self.loaded.source
-        manifest = read_manifest(source) if os.path.isdir(source) else {}
-        return "rank" if manifest.get("repair") == "rank" else "generate"
+        lm = self.loaded
+        manifest = read_manifest(lm.source) if os.path.isdir(lm.source) else {}
+        if manifest.get("formats"):
+            repair = manifest.get("repair")
+            return ModelProfile(tuple(manifest["formats"]), repair if isinstance(repair, str) else None, "manifest")
+        formats = ("chat",) if getattr(lm.tokenizer, "chat_template", None) else ()
+        if lm.diff_id is not None:
+            formats += ("lintseq",)
+        return ModelProfile(formats, None, "tokenizer")
+
+    def repair_strategy(self) -> str:
+        """The repair strategy ``auto`` means with this model (see :class:`~.base.ModelProfile`)."""
+        return self.profile().strategy
 
     def score(self, prompt: str, answers: Sequence[str], cancel: threading.Event | None = None, *,
               batch_size: int = 16) -> list[float]:
@@ -336,7 +397,11 @@ class TransformersBackend:
         from ._hf_hooks import TokenWatcher
 
         lm = self.loaded
-        encoded = lm.tokenizer(request.prompt, return_tensors="pt").to(lm.device)
+        prompt = render_chat(lm.tokenizer, request.messages) if request.messages else request.prompt
+        # A chat template already holds the special tokens it wants (BOS among them).
+        # No token_type_ids: transformers < 5 hands every tokenizer output to generate, which refuses them.
+        encoded = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=not request.messages,
+                               return_token_type_ids=False).to(lm.device)
         trackers = [CandidateTracker(i, request.stop, emit, text_deltas) for i in range(request.k)]
         rows = [trackers] if request.greedy else [[t] for t in trackers]
         watcher = TokenWatcher(lm.tokenizer, rows, lm.eos_ids, cancels)
@@ -353,6 +418,7 @@ class TransformersBackend:
                     lm.model.generate(
                         **encoded,
                         max_new_tokens=request.max_new_tokens,
+                        min_new_tokens=request.min_new_tokens,
                         num_return_sequences=len(rows),
                         eos_token_id=list(lm.eos_ids),
                         pad_token_id=lm.pad_id,

@@ -29,11 +29,18 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, backend_help: str 
 
 
 def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
-    """``--strategy``: how repair rounds find candidates."""
+    """``--strategy`` (how repair rounds find candidates) and ``--format`` (what the model speaks)."""
     parser.add_argument("--strategy", choices=defaults.STRATEGIES, default=defaults.STRATEGY,
-                        help="repair rounds: sample answers (generate), or test the single-edit repairs the "
-                             "model finds likeliest (rank); auto follows the model's manifest, else generate "
-                             f"(default: {defaults.STRATEGY})")
+                        help="repair rounds: sample CYCLE repair diffs (generate), test the single-edit repairs "
+                             "the model finds likeliest (rank), or ask in the model's own format with the failure "
+                             "as context (rewrite); auto follows the model: its manifest, else generate for "
+                             f"CYCLE-trained models, else rewrite (default: {defaults.STRATEGY})")
+    parser.add_argument("--format", dest="prompt_format", choices=defaults.WRITE_FORMATS,
+                        default=defaults.PROMPT_FORMAT,
+                        help="the prompt format the model speaks: lintseq (LintSeq models) or chat (instruct "
+                             "models; over HTTP, /v1/chat/completions); auto reads it off the model's manifest, "
+                             "tokenizer or served entry (LintSeq when the served id says so, else chat) "
+                             f"(default: {defaults.PROMPT_FORMAT})")
 
 
 def run_config(args: argparse.Namespace, **settings):

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     humaneval.add_argument("--timeout", type=float, default=3.0, help="seconds per problem (default: 3)")
     humaneval.add_argument("--workers", type=int, default=2, help="parallel sandbox runs (default: 2)")
     humaneval.add_argument("--seed", type=int, default=defaults.SEED)
+    humaneval.add_argument("--format", dest="prompt_format", choices=defaults.WRITE_FORMATS,
+                           default=defaults.PROMPT_FORMAT,
+                           help="the prompt format the model speaks: lintseq or chat (default: auto, read off "
+                                "the model)")
     humaneval.add_argument("--no-progress", action="store_true", help="no progress bar")
     humaneval.set_defaults(handler=run)
     _register_repair(benchmarks)
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 defaults.TEMPERATURE if args.n == 1 else defaults.SAMPLING_TEMPERATURE)
             settings = EvalSettings(n=args.n, temperature=temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, refine_rounds=args.refine_rounds,
-                                    timeout_s=args.timeout, workers=args.workers, seed=args.seed)
+                                    timeout_s=args.timeout, workers=args.workers, seed=args.seed,
+                                    prompt_format=args.prompt_format)
             report = _run_model(args, settings, evaluate_model, tqdm)
             # Which model answered, so a summary.json says what it measured.
             report.settings.update(model=args.model, backend=args.backend,
@@ -200,7 +205,8 @@ def _repair(args: argparse.Namespace):
 
     if args.baseline_only:
         args.model = defaults.MODEL  # a RunConfig names a model; the baseline never loads it
-    config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy, max_new_tokens=args.max_new_tokens,
+    config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy,
+                            prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                         temperature=args.temperature, top_p=args.top_p, seed=args.seed, python=args.python)
     mutants, started = None, time.perf_counter()
     if args.problems is not None:

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default=defaults.MODEL, help=MODEL_HELP)
     add_backend_arguments(parser)
-    parser.add_argument("--format", default="lintseq", choices=("lintseq", "cycle", "cycle-program", "chat"),
-                        help="prompt format (default: lintseq)")
+    parser.add_argument("--format", default="auto", choices=("auto", "lintseq", "cycle", "cycle-program", "chat"),
+                        help="prompt format (default: auto, the format the model writes in: read off its "
+                             "manifest, tokenizer or served entry); chat goes to /v1/chat/completions over HTTP")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", help="the instruction (problem) text")
     source.add_argument("--prompt-file", type=Path, help="read the instruction from this file")
@@ -49,6 +50,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from model_runtime.backends import CandidateEvent, DoneEvent, EditEvent, GenerationRequest
+    from model_runtime.refine.loop import model_profile, prompt_payload
     from model_runtime.errors import EditseqError
     from model_runtime.run.engine import make_backend
 
@@ -72,14 +74,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         backend = make_backend(run_config(args))
         backend.load()
-        options = {}
-        if args.format == "chat":
-            if args.backend != "transformers":
-                return _fail("the chat format needs the model's tokenizer: use --backend transformers")
-            options["tokenizer"] = backend.loaded.tokenizer
-        fmt = get_format(args.format, **options)
-        prompt = fmt.build(PromptRequest(instruction=instruction, code=code, feedback=args.feedback))
-        request = GenerationRequest(prompt=prompt, stop=fmt.stop_sequences, **request_args)
+        name = model_profile(backend).writes if args.format == "auto" else args.format
+        fmt = get_format(name)
+        # A chat request is messages: the model's template (in-process) or the server's renders them.
+        payload = prompt_payload(fmt, PromptRequest(instruction=instruction, code=code, feedback=args.feedback))
+        text, messages = (payload, ()) if isinstance(payload, str) else ("", payload)
+        request = GenerationRequest(prompt=text, messages=messages, stop=fmt.stop_sequences, **request_args)
         printer = _JsonPrinter() if args.json else _TextPrinter(args.candidates)
         for event in backend.stream(request):
             if isinstance(event, EditEvent):

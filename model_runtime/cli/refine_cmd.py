@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     printer = _JsonPrinter() if args.json else _TextPrinter()
     root = Path.cwd()
     try:
-        config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy, max_new_tokens=args.max_new_tokens,
+        config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy,
+                            prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, timeout=args.timeout, python=args.python)
         # The model loads on first use, after the input was checked and round 0 ran.
         result = engine.refine(config, engine.make_backend(config), root, path, function, args.tests,
@@ -132,7 +133,8 @@ class _JsonPrinter:
     def finish(self, result, applied: bool, why: str) -> None:
         done = result.done_event().to_dict()
         self._emit({**done, "file": result.path, "function": result.function,
-                    "steps": len(result.diffs), "applied": applied, "not_applied": why})
+                    "steps": len(result.diffs), "step_notes": list(result.step_notes), "applied": applied,
+                    "not_applied": why})
 
 
 class _TextPrinter:
@@ -145,7 +147,7 @@ class _TextPrinter:
     def event(self, event) -> None:
         kind = event.event
         if kind == "round_started" and event.round:
-            self._say(f"round {event.round}: asking for {event.candidates} candidate(s) "
+            self._say(f"round {event.round}: asking for {event.candidates} candidate(s) in {event.format} "
                       f"(best so far {event.best_passed}/{event.total} passed)")
         elif kind == "round_started":
             self._say("round 0: running the tests" + (" and writing the function" if event.candidates else ""))
@@ -161,6 +163,9 @@ class _TextPrinter:
     def finish(self, result, applied: bool, why: str) -> None:
         if result.diff:
             print(result.diff, flush=True)
+        for number, note in enumerate(getattr(result, "step_notes", ()), 1):
+            if note:
+                self._say(f"step {number}: {note}")
         state = "verified green" if result.verified else f"NOT verified (stopped: {result.reason})"
         self._say(f"{result.path}::{result.function}: {state} after {result.rounds} repair round(s), "
                   f"{result.best.passed}/{result.best.total} tests passed")

@@ -1,4 +1,4 @@
-"""``editseq train tokenizer|pretrain|export``: a model from scratch on the corpus, and shipping it."""
+"""``editseq train tokenizer|pretrain|export|gguf``: a model from scratch on the corpus, and shipping it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def register_jobs(jobs: argparse._SubParsersAction) -> None:
     _register_tokenizer(jobs)
     _register_pretrain(jobs)
     _register_export(jobs)
+    _register_gguf(jobs)
 
 
 def _register_tokenizer(jobs: argparse._SubParsersAction) -> None:
@@ -133,4 +134,35 @@ def _run_export(args: argparse.Namespace) -> int:
     name, size = report.largest
     print(f"train export: {report.parameters / 1e6:.2f}M parameters in {report.dtype}, {len(report.files)} files, "
           f"{report.total_bytes / MIB:.1f} MiB in all, largest {name} {size / MIB:.1f} MiB; in {report.out}")
+    return 0
+
+
+def _register_gguf(jobs: argparse._SubParsersAction) -> None:
+    parser = jobs.add_parser(
+        "gguf", help="write a model as one GGUF file for llama.cpp, Ollama or LM Studio",
+        description=("Convert a model folder editseq trained (a Llama with a byte-level BPE tokenizer; "
+                     "`embedded` for the shipped model) to GGUF, so that llama.cpp's server, Ollama or "
+                     "LM Studio can serve it to `--backend openai`. Needs the gguf package "
+                     "(pip install 'editseq[gguf]')."),
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="model folder, or `embedded`")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the .gguf file to write")
+    parser.add_argument("--dtype", choices=("f32", "f16"), default="f32",
+                        help="f32 computes what transformers computes; f16 halves the file (default: f32)")
+    parser.set_defaults(handler=_run_gguf)
+
+
+def _run_gguf(args: argparse.Namespace) -> int:
+    from model_runtime.backends.embedded import resolve_model
+    from model_runtime.errors import EditseqError
+    from model_runtime.training.gguf_export import export_gguf
+
+    try:
+        report = export_gguf(resolve_model(args.model), args.out, dtype=args.dtype)
+    except EditseqError as exc:
+        print(f"editseq train gguf: {exc}", file=sys.stderr)
+        return 2
+    template = "with its chat template" if report.chat_template else "no chat template"
+    print(f"train gguf: {report.tensors} tensors, {report.vocab} tokens, {template}, "
+          f"{report.bytes / 2**20:.1f} MiB in {report.out}")
     return 0

@@ -74,6 +74,8 @@ class EvalSettings:
     #: Token budget of the instruction (estimated); context is dropped first, as in the editor.
     instruction_tokens: int = 768
     ks: tuple[int, ...] = (1, 10, 100)
+    #: The format the model writes in (``auto``: its profile; see ``defaults.PROMPT_FORMAT``).
+    prompt_format: str = defaults.PROMPT_FORMAT
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.batch < 1 or self.refine_rounds < 0 or self.workers < 1:
@@ -254,8 +256,9 @@ def evaluate_model(backend: Backend, settings: EvalSettings = EvalSettings(), *,
     the executor's pool, so the model rarely waits for pytest.
     """
     from model_runtime.prompting.formats import PromptRequest, get_format
+    from model_runtime.refine.loop import model_profile, prompt_payload
 
-    fmt = get_format("lintseq")
+    fmt = get_format(model_profile(backend, settings.prompt_format).writes)
     problems = load_problems(limit)
     timing = {"generation": 0.0, "refine": 0.0}
     started = time.perf_counter()
@@ -265,7 +268,7 @@ def evaluate_model(backend: Backend, settings: EvalSettings = EvalSettings(), *,
             result = ProblemResult(problem.task_id, instruction=humaneval_instruction(
                 problem, settings.instruction_tokens))
             mark = time.perf_counter()
-            prompt = fmt.build(PromptRequest(instruction=result.instruction))
+            prompt = prompt_payload(fmt, PromptRequest(instruction=result.instruction))
             for sample in _one_shot(backend, fmt, prompt, settings):
                 result.samples.append(sample)
                 program = complete_program(problem, sample.program)
@@ -284,7 +287,7 @@ def evaluate_model(backend: Backend, settings: EvalSettings = EvalSettings(), *,
     return EvalReport(results, asdict(settings), {k: round(v, 3) for k, v in timing.items()})
 
 
-def _one_shot(backend: Backend, fmt, prompt: str, settings: EvalSettings) -> Iterator[Sample]:
+def _one_shot(backend: Backend, fmt, prompt, settings: EvalSettings) -> Iterator[Sample]:
     """``n`` samples in batches of ``settings.batch``, each batch with its own seed."""
     from model_runtime.prompting.proposals import interpret_completion
 
@@ -343,6 +346,7 @@ def _refine_arm(backend: Backend, problem: Problem, instruction: str, settings: 
                 rounds=rounds, candidates=1, max_new_tokens=settings.max_new_tokens,
                 temperature=settings.temperature, top_p=settings.top_p,
                 seed=settings.seed + 1000 * arm.chains, patience=max(1, rounds),
+                prompt_format=settings.prompt_format,
             )
             before = counter.samples
             result = refine(RefineTarget(folder, "solution.py", problem.entry_point), [TEST_ID], counter,

@@ -11,6 +11,9 @@ four things: :meth:`~PromptFormat.build` a prompt from a :class:`PromptRequest`,
     ``instruction + "\\n<|diff|>"``; the answer is ``<|diff|>``-separated
     insertion diffs ending with two empty ones. This is the format of the
     public ``upiter/TinyCodeLM-*-LintSeqInstruct`` models, byte for byte.
+    With ``feedback`` (the refine loop's ``rewrite`` strategy) the failure is
+    appended to the instruction as context and the model writes the function
+    again from an empty file: the only task those models were tuned for.
 ``cycle`` / ``cycle-program``
     The CYCLE repair prompt (problem, faulty code and execution feedback as
     ``# `` comment lines, in the paper's ``REFINE_TEMPLATE``). ``cycle-program``
@@ -18,9 +21,10 @@ four things: :meth:`~PromptFormat.build` a prompt from a :class:`PromptRequest`,
     ``cycle`` is ours: the same context, then a diff sequence against the
     faulty code, so the fix reaches the editor as reviewable steps.
 ``chat``
-    For instruct models with a chat template: messages through the model's own
-    ``tokenizer.apply_chat_template``, asking for one unified diff in a fenced
-    block.
+    For instruct models with a chat template: system and user messages
+    (:meth:`ChatFormat.messages`), rendered by the model's own template (the
+    in-process backend) or sent as they are to ``/v1/chat/completions``,
+    asking for one unified diff in a fenced block.
 
 Parsing never raises on model output. What cannot be used is listed in
 ``ParsedAnswer.skipped`` with a reason; in a diff sequence, everything after
@@ -216,11 +220,15 @@ class LintSeqFormat:
     stop_sequences = (SEQUENCE_END,)
 
     def build(self, request: PromptRequest) -> str:
-        if request.code or request.feedback:
+        if request.code:
             raise ValueError(
                 "lintseq prompts start from an empty file; use 'cycle' or 'chat' to edit code"
             )
-        return format_prompt(request.instruction)
+        if not request.feedback.strip():
+            return format_prompt(request.instruction)
+        context = (f"{request.instruction.rstrip(chr(10))}\n\nAn earlier version failed its tests:\n"
+                   f"```\n{request.feedback.strip(chr(10))}\n```\nWrite a version that passes them.")
+        return format_prompt(context)
 
     def parse(
         self, completion: str, *, eos_token: str | None = None, truncated: bool = False
@@ -374,22 +382,28 @@ def _bare_diff(reply: str) -> str:
 class ChatFormat:
     """Instruct models with a chat template: ask for one unified diff in a fenced block.
 
-    The model's own template builds the prompt, so turn markers are exactly
-    what it was tuned on. Templates that reject a system role (Gemma's raise)
-    get the system text at the top of the user message instead.
+    The model's own template builds the prompt (:meth:`build`, given the
+    tokenizer) or the server's does (:meth:`chat` messages sent over HTTP), so
+    turn markers are exactly what the model was tuned on. Templates that
+    reject a system role (Gemma's raise) get the system text at the top of the
+    user message instead.
     """
 
     name = "chat"
     answer = "diffs"
     stop_sequences: tuple[str, ...] = ()
 
-    def __init__(self, tokenizer: Any, system: str = DEFAULT_SYSTEM) -> None:
-        if not getattr(tokenizer, "chat_template", None):
+    def __init__(self, tokenizer: Any = None, system: str = DEFAULT_SYSTEM) -> None:
+        if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "the tokenizer has no chat template; use the 'lintseq' or 'cycle' format"
             )
         self.tokenizer = tokenizer
         self.system = system
+
+    def chat(self, request: PromptRequest) -> tuple[tuple[str, str], ...]:
+        """:meth:`messages` as the ``(role, content)`` pairs a :class:`GenerationRequest` carries."""
+        return tuple((m["role"], m["content"]) for m in self.messages(request))
 
     def messages(self, request: PromptRequest) -> list[dict[str, str]]:
         """The conversation: the system rules, then the task, the code and any feedback."""
@@ -407,19 +421,12 @@ class ChatFormat:
         ]
 
     def build(self, request: PromptRequest) -> str:
-        from jinja2.exceptions import TemplateError
+        """The prompt text through the tokenizer's template; without a tokenizer, a readable transcript."""
+        if self.tokenizer is None:
+            return "\n\n".join(f"[{role}]\n{content}" for role, content in self.chat(request))
+        from model_runtime.backends.transformers_backend import render_chat
 
-        messages = self.messages(request)
-        try:
-            return self._apply(messages)
-        except TemplateError:
-            merged = f"{messages[0]['content']}\n\n{messages[1]['content']}"
-            return self._apply([{"role": "user", "content": merged}])
-
-    def _apply(self, messages: list[dict[str, str]]) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        return render_chat(self.tokenizer, self.chat(request))
 
     def parse(
         self, completion: str, *, eos_token: str | None = None, truncated: bool = False

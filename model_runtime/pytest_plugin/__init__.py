@@ -68,6 +68,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"repair rounds after round 0 ({defaults.ROUNDS})")
     group.addoption("--editseq-candidates", type=int, default=defaults.CANDIDATES, metavar="K",
                     help=f"candidates per round ({defaults.CANDIDATES})")
+    group.addoption("--editseq-strategy", default=defaults.STRATEGY, choices=defaults.STRATEGIES,
+                    help=f"how repair rounds find candidates ({defaults.STRATEGY}: follow the model)")
+    group.addoption("--editseq-format", default=defaults.PROMPT_FORMAT, choices=defaults.WRITE_FORMATS,
+                    help=f"the prompt format the model speaks: lintseq or chat ({defaults.PROMPT_FORMAT}: "
+                         "read it off the model)")
     group.addoption("--editseq-timeout", type=float, default=None, metavar="SECONDS",
                     help="wall-clock budget per refined function, which also bounds each test run")
     group.addoption("--editseq-max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS, metavar="N")

@@ -93,6 +93,7 @@ def settings_from_config(config: pytest.Config) -> RefineSettings:
             model=model, backend=backend, endpoint=endpoint, device=config.getoption("editseq_device"),
             rounds=config.getoption("editseq_rounds"), candidates=config.getoption("editseq_candidates"),
             max_new_tokens=config.getoption("editseq_max_new_tokens"),
+            strategy=config.getoption("editseq_strategy"), prompt_format=config.getoption("editseq_format"),
             temperature=config.getoption("editseq_temperature"), timeout=config.getoption("editseq_timeout"),
             # The interpreter running pytest runs the tests; the user's pytest variables are passed on.
             python=sys.executable,

@@ -213,6 +213,10 @@ class RefineResult:
     #: The round that produced each of ``diffs`` (its ``trajectory[round].feedback`` is the
     #: failure the model was answering), so an editor can say why each step is there.
     step_rounds: list[int] = field(default_factory=list)
+    #: Parallel to ``diffs``: what landing the step's answer left out or added besides the
+    #: function (:meth:`~model_runtime.refine.target.Landing.note_since`), ``""`` when nothing,
+    #: so an editor can say that the ``print`` calls of an answer were not applied.
+    step_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,11 +7,22 @@ loop around one function, for every front end (CLI, language server, pytest
 plugin); it knows nothing about editors.
 
 Round 0 runs the function as it is (or, if its body is empty, also asks the
-model to write it in the ``lintseq`` format, from the instruction). Every
-repair round then shows the model the best program so far and its execution
-feedback in the ``cycle`` format, takes ``candidates`` answers, applies each
-to that program, splices the result into the file and runs the tests in the
-:class:`~model_runtime.sandbox.runner.Sandbox` (never in the user's tree).
+model to write it from the instruction, in the format the model writes:
+``lintseq`` insertion diffs, or one diff from a ``chat`` model). Every repair
+round then shows the model the best program so far and its execution feedback,
+takes ``candidates`` answers, applies each to that program, lands the result in
+the file and runs the tests in the :class:`~model_runtime.sandbox.runner.Sandbox`
+(never in the user's tree). How a round asks is the *strategy*, chosen per
+model (:class:`~model_runtime.backends.base.ModelProfile`: the folder's
+manifest, the tokenizer, the server's model entry, or the ``format``
+setting): ``generate`` asks for ``cycle`` repair diffs (models trained on
+them), ``rewrite`` asks in the model's own format with the failure as context
+(a LintSeq model writes the function again from an empty body, the only task
+the public LintSeq models were tuned for; a chat model is asked for one diff),
+``rank`` is below. Whatever the model answers, only the target function (plus
+new imports at the top and new helpers it calls) lands in the file
+(:meth:`~model_runtime.refine.target.FunctionTarget.land`); the rest of an
+answer (examples, tests, prints) is dropped and the step says so.
 Candidates are ranked by tests passed, then by fewer edits; the best one
 changes only for one that passes *more* tests. A candidate that leaves the
 code as it was (the faulty code copied back) or repeats a program already run
@@ -49,9 +60,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_runtime import defaults
-from model_runtime.backends.base import Backend, CandidateEvent, Completion, EditEvent, sampled_request
+from model_runtime.backends.base import (
+    Backend,
+    CandidateEvent,
+    Completion,
+    EditEvent,
+    ModelProfile,
+    sampled_request,
+)
 from model_runtime.prompting.feedback import execution_feedback
-from model_runtime.prompting.formats import PromptFormat, PromptRequest, get_format
+from model_runtime.prompting.formats import ChatFormat, PromptFormat, PromptRequest, get_format
 from model_runtime.prompting.instruction import InstructionTooLong, build_instruction
 from model_runtime.prompting.proposals import interpret_completion, single_edit_answers
 from model_runtime.sandbox.runner import RunResult, Sandbox, SandboxError
@@ -67,9 +85,10 @@ from .events import (
     RoundStarted,
     StopReason,
 )
-from .target import FunctionTarget, RefineError, file_diff, locate_function, read_source
+from .target import FunctionTarget, Landing, RefineError, file_diff, locate_function, read_source, with_docstring
 
-__all__ = ["RefineBudget", "RefineError", "RefineTarget", "refine", "repair_prompt", "write_prompt"]
+__all__ = ["RefineBudget", "RefineError", "RefineTarget", "model_profile", "prompt_payload", "refine", "repair_prompt",
+           "write_prompt"]
 
 EventSink = Callable[[RefineEvent], None]
 _NOT_FOUND = ("test not found", "test file not found")
@@ -82,15 +101,17 @@ class RefineBudget:
     ``rounds`` counts repair rounds after round 0; ``seconds`` (``None``: no
     limit) bounds the whole run, generation and tests included; ``patience``
     is how many rounds in a row without a better candidate end the loop.
-    ``strategy`` is how repair rounds find candidates (see the module docstring).
-    ``temperature == 0`` is greedy: then extra candidates are copies of the
-    first, so ask for several only with sampling.
+    ``strategy`` is how repair rounds find candidates and ``prompt_format``
+    the format the model speaks (``auto``: its profile; see the module
+    docstring). ``temperature == 0`` is greedy: then extra candidates are
+    copies of the first, so ask for several only with sampling.
     """
 
     rounds: int = defaults.ROUNDS
     candidates: int = defaults.CANDIDATES
     seconds: float | None = None
     max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    min_new_tokens: int = defaults.MIN_NEW_TOKENS
     temperature: float = defaults.TEMPERATURE
     top_p: float = defaults.TOP_P
     seed: int | None = defaults.SEED
@@ -98,12 +119,16 @@ class RefineBudget:
     feedback_tokens: int = 256
     instruction_tokens: int = 512
     strategy: str = defaults.STRATEGY
+    prompt_format: str = defaults.PROMPT_FORMAT
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.candidates < 1 or self.patience < 1:
             raise ValueError("rounds must be >= 0, candidates and patience >= 1")
         if self.strategy not in defaults.STRATEGIES:
             raise ValueError(f"the strategy must be one of {', '.join(defaults.STRATEGIES)}, got {self.strategy!r}")
+        if self.prompt_format not in defaults.WRITE_FORMATS:
+            raise ValueError(f"the prompt format must be one of {', '.join(defaults.WRITE_FORMATS)}, "
+                             f"got {self.prompt_format!r}")
         if self.seconds is not None and self.seconds <= 0:
             raise ValueError(f"seconds must be positive, got {self.seconds}")
         sampled_request(self, "", k=self.candidates)
@@ -234,14 +259,17 @@ class _Loop:
         self.emit = emit
         self.rounds: list[RoundRecord] = []
         self.records: dict[tuple[int, int | None], CandidateRecord] = {}
-        self.step_programs: dict[tuple[int, int | None], list[str]] = {}
+        self.step_landings: dict[tuple[int, int | None], list[Landing]] = {}  # candidate -> its steps' files
         self.runs: dict[str, CandidateRecord] = {}  # file text -> the candidate that ran it
         self.best: CandidateRecord | None = None
         self.stop: _Stopper | None = None
         self._round_started = 0.0
-        # ``auto`` asks the backend, which loads the model: only when a repair round needs it.
-        self.strategy = _strategy(backend, budget.strategy) if budget.strategy != "auto" else None
+        # The profile (and ``auto``) asks the backend, which loads the model: only when a round needs it.
+        self._profile: ModelProfile | None = None
+        self.strategy = _strategy(backend, budget.strategy, None) if budget.strategy != "auto" else None
         self._ranked: dict[str, list[tuple[float, str]]] = {}  # program -> (score, answer), likeliest first
+        self.texts: dict[tuple[int, int | None], str] = {}  # candidate -> its whole file
+        self._targets: dict[str, FunctionTarget] = {}  # file text -> the function in it
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -271,30 +299,47 @@ class _Loop:
             return "rounds"
         return None
 
+    @property
+    def profile(self) -> ModelProfile:
+        """What the model speaks (asked once; loads the model): the backend's profile, or the setting's."""
+        if self._profile is None:
+            self._profile = model_profile(self.backend, self.budget.prompt_format)
+        return self._profile
+
     def _round_zero(self) -> None:
         """Run the code as it is; for an empty function, also let the model write it."""
         function = self.function
-        fmt = get_format("lintseq") if function.empty else None
-        record = self._open_round(0, fmt, write_prompt(self.instruction) if fmt else "", "", "")
+        fmt = get_format(self.profile.writes) if function.empty else None
+        request = PromptRequest(self.instruction)
+        record = self._open_round(0, fmt, fmt.build(request) if fmt else "", "", "")
         self.best = CandidateRecord(round=0, candidate=None, status="tested", program=function.code)
+        self.texts[tuple(self.best.key)] = function.source
         result = self._try(record, self.best, [], function.source)
         if result is not None:
             _check_test_ids(result)
         if fmt is not None:
-            self._propose(record, fmt, record.prompt, start="", parent=None)
+            self._propose(record, fmt, prompt_payload(fmt, request), start="", parent=None)
         self._close_round(record)
 
     def _repair_round(self, number: int) -> bool:
-        """One CYCLE round from the best program so far; True if it made progress.
+        """One repair round from the best program so far; True if it made progress.
 
         Progress is a better program; for ``rank``, also any new edit tested.
         """
         best = self.best
+        if self.strategy is None:
+            self.strategy = _strategy(self.backend, self.budget.strategy, self.profile)
+        if self.strategy == "rewrite":
+            fmt = get_format(self.profile.writes)
+            # A LintSeq model writes from an empty file, with the failure as context; a chat model edits.
+            code = best.program if fmt.name == "chat" else ""
+            request = PromptRequest(self.instruction, code, best.feedback)
+            record = self._open_round(number, fmt, fmt.build(request), best.program, best.feedback)
+            self._propose(record, fmt, prompt_payload(fmt, request), start=code, parent=best, whole=not code)
+            return self._close_round(record)
         fmt = get_format("cycle")
         prompt = fmt.build(PromptRequest(self.instruction, best.program, best.feedback))
         record = self._open_round(number, fmt, prompt, best.program, best.feedback)
-        if self.strategy is None:
-            self.strategy = _strategy(self.backend, "auto")
         if self.strategy == "rank":
             tested = self._rank(record, fmt, prompt, best)
             return self._close_round(record) or tested
@@ -327,26 +372,48 @@ class _Loop:
 
     # -- candidates ----------------------------------------------------------------------
 
-    def _propose(self, record: RoundRecord, fmt: PromptFormat, prompt: str, start: str,
-                 parent: CandidateRecord | None) -> None:
-        """Ask for the round's candidates, then apply and run each."""
+    def _propose(self, record: RoundRecord, fmt: PromptFormat, prompt, start: str,
+                 parent: CandidateRecord | None, whole: bool = False) -> None:
+        """Ask for the round's candidates, then apply, land and run each.
+
+        ``whole``: the answer rewrites the function from an empty file, so it
+        is one step from the parent's code (its insertion steps build the
+        function from nothing and would each replace the parent's whole body).
+        """
         if self.stop.event.is_set():
             return
+        base = self._base(parent)
+        # Written from an empty file (LintSeq): the model leaves the docstring out, so it is put back.
+        restore = (lambda program: with_docstring(base.code, program, base.qualname)) if not start else str
         for completion in self._generate(record, fmt, prompt):
             proposal = interpret_completion(fmt, completion, start)
+            landing = base.land(restore(proposal.program)) if proposal.changed else None
+            program = landing.code if landing is not None else (parent.program if parent else base.code)
             candidate = CandidateRecord(
-                round=record.round, candidate=completion.index, status="tested", program=proposal.program,
+                round=record.round, candidate=completion.index, status="tested", program=program,
                 diffs=proposal.diffs, refused=[f"step {r.step}: {r.reason}" for r in proposal.refused],
                 completion=completion.text, finish_reason=completion.finish_reason,
                 parent=parent.key if parent else None,
             )
-            steps = [step.new for step in proposal.steps]
+            if whole:
+                steps = [landing] if landing is not None else []
+            else:
+                steps = [base.land(restore(step.new)) for step in proposal.steps]
             if completion.finish_reason == "cancelled" or self.stop.event.is_set():
                 self._settle(record, candidate, steps, "cancelled")
-            elif not proposal.changed:
+            elif landing is None or landing.text == base.source:
                 self._settle(record, candidate, steps, "refused" if proposal.refused else "copy")
             else:
-                self._try(record, candidate, steps, self.function.splice(proposal.program))
+                self._try(record, candidate, steps, landing.text)
+
+    def _base(self, parent: CandidateRecord | None) -> FunctionTarget:
+        """The function as it stands in ``parent``'s file (the original for round 0), to land answers in."""
+        if parent is None or parent.candidate is None:
+            return self.function
+        text = self.texts[tuple(parent.key)]
+        if text not in self._targets:
+            self._targets[text] = locate_function(text, self.function.qualname, self.function.path)
+        return self._targets[text]
 
     def _rank(self, record: RoundRecord, fmt: PromptFormat, prompt: str, best: CandidateRecord) -> bool:
         """Test the ``candidates`` likeliest single-edit repairs not run yet; True if any ran."""
@@ -362,11 +429,11 @@ class _Loop:
                 return False
             ranked = self._ranked[best.program] = sorted(
                 zip(scores, answers), key=lambda pair: -pair[0])
-        chosen = []
+        chosen, base = [], self._base(best)
         while ranked and len(chosen) < self.budget.candidates:
             score, answer = ranked.pop(0)
             proposal = interpret_completion(fmt, Completion(0, answer, 0, "stop"), best.program)
-            if proposal.changed and self.function.splice(proposal.program) not in self.runs:
+            if proposal.changed and base.land(proposal.program).text not in self.runs:
                 chosen.append((score, answer, proposal))
         for index, (score, answer, proposal) in enumerate(chosen):
             if self.stop.event.is_set():
@@ -378,12 +445,13 @@ class _Loop:
                 diffs=proposal.diffs, completion=answer, finish_reason=f"ranked (log p {score:.2f})",
                 parent=best.key,
             )
-            self._try(record, candidate, [step.new for step in proposal.steps],
-                      self.function.splice(proposal.program))
+            landing = base.land(proposal.program)
+            candidate.program = landing.code
+            self._try(record, candidate, [base.land(step.new) for step in proposal.steps], landing.text)
         return bool(chosen)
 
-    def _generate(self, record: RoundRecord, fmt: PromptFormat, prompt: str) -> list[Completion]:
-        """Stream the candidates, emitting each diff as it completes."""
+    def _generate(self, record: RoundRecord, fmt: PromptFormat, prompt) -> list[Completion]:
+        """Stream the candidates, emitting each diff as it completes (``prompt``: text or chat messages)."""
         budget = self.budget
         request = sampled_request(budget, prompt, k=budget.candidates, stop=fmt.stop_sequences)
         mark = time.perf_counter()
@@ -396,8 +464,12 @@ class _Loop:
         record.timings["model"] += time.perf_counter() - mark
         return sorted(completions, key=lambda c: c.index)
 
-    def _try(self, record: RoundRecord, candidate: CandidateRecord, steps: list[str], text: str) -> RunResult | None:
-        """Run ``text`` (the whole file) unless that exact file already ran; the run, if any."""
+    def _try(self, record: RoundRecord, candidate: CandidateRecord, steps: list, text: str) -> RunResult | None:
+        """Run ``text`` (the whole file) unless that exact file already ran; the run, if any.
+
+        ``steps`` are the candidate's steps as landings (each step's file), empty for round 0.
+        """
+        self.texts[tuple(candidate.key)] = text
         earlier = self.runs.get(text)
         if earlier is not None:
             candidate.duplicate_of = earlier.key
@@ -421,11 +493,11 @@ class _Loop:
         self._settle(record, candidate, steps, status)
         return result
 
-    def _settle(self, record: RoundRecord, candidate: CandidateRecord, steps: list[str], status: str) -> None:
+    def _settle(self, record: RoundRecord, candidate: CandidateRecord, steps: list, status: str) -> None:
         candidate.status = status
         record.candidates.append(candidate)
         self.records[tuple(candidate.key)] = candidate
-        self.step_programs[tuple(candidate.key)] = steps
+        self.step_landings[tuple(candidate.key)] = steps
         self.emit(CandidateTested(
             candidate.round, candidate.candidate, status, candidate.passed, candidate.failed,
             candidate.errors, candidate.total, candidate.green, len(candidate.diffs), candidate.feedback,
@@ -435,40 +507,58 @@ class _Loop:
 
     def _result(self, reason: StopReason, repairs: int, seconds: float) -> RefineResult:
         function, best = self.function, self.best
-        texts, rounds = [function.source], []
-        for program, number in zip(self._path(best), self._path_rounds(best)):
-            text = function.splice(program)
-            if text != texts[-1]:
-                texts.append(text)
+        texts, rounds, notes, previous = [function.source], [], [], None
+        for landing, number in zip(self._path(best), self._path_rounds(best)):
+            if landing.text != texts[-1]:
+                texts.append(landing.text)
                 rounds.append(number)
+                notes.append(landing.note_since(previous))  # what this step dropped that the last did not
+                previous = landing
         diffs = [file_diff(old, new, function.path) for old, new in zip(texts, texts[1:])]
         return RefineResult(
             path=function.path, function=function.qualname, instruction=self.instruction,
             verified=best.green, reason=reason, rounds=repairs, original=function.source, final=texts[-1],
             diffs=diffs, diff=file_diff(function.source, texts[-1], function.path), best=best,
-            trajectory=self.rounds, seconds=seconds, step_rounds=rounds,
+            trajectory=self.rounds, seconds=seconds, step_rounds=rounds, step_notes=notes,
         )
 
-    def _path(self, candidate: CandidateRecord) -> Sequence[str]:
-        """The programs after every step from the original code to ``candidate``."""
+    def _path(self, candidate: CandidateRecord) -> Sequence[Landing]:
+        """Every step from the original code to ``candidate``, as landed in the file."""
         if candidate.parent is None:
-            return self.step_programs[tuple(candidate.key)]
+            return self.step_landings[tuple(candidate.key)]
         parent = self.records[tuple(candidate.parent)]
-        return [*self._path(parent), *self.step_programs[tuple(candidate.key)]]
+        return [*self._path(parent), *self.step_landings[tuple(candidate.key)]]
 
     def _path_rounds(self, candidate: CandidateRecord) -> Sequence[int]:
         """The round of every step of :meth:`_path`, so each step can cite the failure that prompted it."""
-        rounds = [candidate.round] * len(self.step_programs[tuple(candidate.key)])
+        rounds = [candidate.round] * len(self.step_landings[tuple(candidate.key)])
         if candidate.parent is None:
             return rounds
         return [*self._path_rounds(self.records[tuple(candidate.parent)]), *rounds]
 
 
-def _strategy(backend: Backend, wanted: str) -> str:
-    """``wanted``, or for ``auto`` the backend's own preference; ``rank`` needs a backend that scores."""
+def model_profile(backend: Backend, prompt_format: str = defaults.PROMPT_FORMAT) -> ModelProfile:
+    """The backend's profile of its model; a ``prompt_format`` setting other than ``auto`` comes first.
+
+    A backend without a profile is taken for a model trained here (LintSeq and CYCLE).
+    """
+    ask = getattr(backend, "profile", None)
+    profile = ask() if callable(ask) else ModelProfile(("lintseq", "cycle"), None, "defaults")
+    if prompt_format != "auto" and profile.formats[:1] != (prompt_format,):
+        formats = (prompt_format, *(f for f in profile.formats if f != prompt_format))
+        profile = ModelProfile(formats, profile.repair, "setting")
+    return profile
+
+
+def prompt_payload(fmt: PromptFormat, request: PromptRequest):
+    """What goes to the backend: chat messages for a chat format, else the prompt text."""
+    return fmt.chat(request) if isinstance(fmt, ChatFormat) else fmt.build(request)
+
+
+def _strategy(backend: Backend, wanted: str, profile: ModelProfile | None) -> str:
+    """``wanted``, or for ``auto`` the model's profile's; ``rank`` needs a backend that scores."""
     if wanted == "auto":
-        prefers = getattr(backend, "repair_strategy", None)
-        wanted = prefers() if callable(prefers) else "generate"
+        wanted = profile.strategy
     if wanted == "rank" and not callable(getattr(backend, "score", None)):
         raise RefineError(f"the {getattr(backend, 'name', 'model')} backend cannot score answers, so it "
                           "cannot rank edits; use the generate strategy")

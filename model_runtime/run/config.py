@@ -38,7 +38,7 @@ class RunConfig:
     temperature: float = defaults.TEMPERATURE
     top_p: float = defaults.TOP_P
     seed: int | None = defaults.SEED
-    #: Prompt format for writing a function; repairs use ``cycle``.
+    #: The format the model speaks (``auto``, ``lintseq``, ``chat``; see ``defaults.PROMPT_FORMAT``).
     prompt_format: str = defaults.PROMPT_FORMAT
     #: How repair rounds find candidates (``auto``, ``generate``, ``rank``; see ``RefineBudget``).
     strategy: str = defaults.STRATEGY
@@ -70,7 +70,7 @@ class RunConfig:
 
         return RefineBudget(rounds=self.rounds, candidates=self.candidates, seconds=self.timeout,
                             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                            seed=self.seed, strategy=self.strategy)
+                            seed=self.seed, strategy=self.strategy, prompt_format=self.prompt_format)
 
     @property
     def limits(self):

@@ -428,6 +428,10 @@ def train_cycle(settings: CycleSettings):
     except DataError as exc:
         raise TrainingError(str(exc)) from None
     report = run_trainer(sft, prepared, mix, stats=mix.stats.data)
+    from model_runtime.backends.embedded import write_manifest
+
+    # The refine loop's ``auto`` reads this: trained on both formats, so repairs use CYCLE diffs.
+    write_manifest(report.out, ["lintseq", "cycle"])
     return report, mix.stats
 
 

@@ -56,6 +56,24 @@ def _normal_permissions(folder: Path) -> None:
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
+def _portable_tokenizer_class(folder: Path) -> None:
+    """Name the tokenizer class every supported transformers release knows.
+
+    transformers 5 saves ``"tokenizer_class": "TokenizersBackend"``, a name 4.x
+    (down to the 4.56 floor) cannot load; ``PreTrainedTokenizerFast`` is the same
+    class under the name both know, so an export loads wherever editseq installs.
+    """
+    import json
+
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def export_model(source: str | os.PathLike, out: str | os.PathLike, *, dtype: str = "bf16",
                  max_shard_mb: float = 15, max_file_mib: float = 16, max_total_mib: float = 64) -> ExportReport:
     """Write ``source`` (a model folder or checkpoint) to ``out`` in ``dtype`` shards; ExportError if too big.
@@ -81,6 +99,7 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, dtype: st
     try:
         model.save_pretrained(staging, max_shard_size=int(max_shard_mb * 10**6))
         tokenizer.save_pretrained(staging)
+        _portable_tokenizer_class(staging)
         manifest = Path(source) / "manifest.json"  # the prompt formats and repair strategy it was trained for
         if manifest.is_file():
             shutil.copyfile(manifest, staging / manifest.name)

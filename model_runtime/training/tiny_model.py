@@ -467,6 +467,8 @@ def train_memorised_model(
     folder: str | Path,
     examples: Sequence[tuple[str, str]],
     settings: MemoriseSettings | None = None,
+    *,
+    formats: Sequence[str] = (),
 ) -> TrainReport:
     """Build and save a model that answers each ``(prompt, answer)`` prompt with its answer.
 
@@ -500,6 +502,10 @@ def train_memorised_model(
     finally:
         torch.set_num_threads(threads)
     save_model(model, tokenizer, folder)
+    if formats:  # the prompt formats its examples are in (the refine loop's profile reads them)
+        from model_runtime.backends.embedded import write_manifest
+
+        write_manifest(folder, list(formats))
     return TrainReport(
         folder=Path(folder), parameters=model.num_parameters(), examples=len(rows), steps=len(losses),
         tokens=tokens, first_loss=losses[0], final_loss=losses[-1],

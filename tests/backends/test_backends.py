@@ -181,7 +181,7 @@ def test_one_model_instance_shared_by_concurrent_callers(backend, tiny_lintseq_m
     assert results == expected
 
 
-def test_a_model_without_the_diff_token_is_refused_by_name(tmp_path):
+def test_a_model_with_neither_the_diff_token_nor_a_chat_template_is_refused_by_name(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -191,6 +191,36 @@ def test_a_model_without_the_diff_token_is_refused_by_name(tmp_path):
     PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>").save_pretrained(tmp_path)
     with pytest.raises(MissingDiffToken, match=str(tmp_path)):
         TransformersBackend(TransformersConfig(str(tmp_path), local_files_only=True)).load()
+
+
+def test_pickled_weights_load_like_safetensors(tiny_lintseq_model, tmp_path):
+    """The public LintSeq models ship a pickled ``pytorch_model.bin``: the floors (torch >= 2.6) load it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = str(tiny_lintseq_model.folder)
+    AutoModelForCausalLM.from_pretrained(folder).save_pretrained(tmp_path, safe_serialization=False)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(tmp_path)
+    assert (tmp_path / "pytorch_model.bin").is_file() and not list(tmp_path.glob("*.safetensors"))
+    request = GenerationRequest(tiny_lintseq_model.sample_prompts[0], max_new_tokens=40)
+    pickled = TransformersBackend(TransformersConfig(str(tmp_path), local_files_only=True))
+    assert pickled.generate(request).completions == TransformersBackend(folder).generate(request).completions
+
+
+def test_the_profile_comes_from_the_manifest_else_the_tokenizer(tiny_lintseq_model, tmp_path):
+    """No manifest and a diff token: a LintSeq model, which writes and gets ``rewrite`` repairs (as the
+    public models do); a manifest says more; a chat template makes an instruct model."""
+    import shutil
+
+    from model_runtime.backends.embedded import write_manifest
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_lintseq_model.folder, folder)
+    profile = TransformersBackend(str(folder)).profile()
+    assert (profile.formats, profile.writes, profile.strategy, profile.origin) == (
+        ("lintseq",), "lintseq", "rewrite", "tokenizer")
+    write_manifest(folder, ["lintseq", "cycle"])
+    profile = TransformersBackend(str(folder)).profile()
+    assert (profile.formats, profile.strategy, profile.origin) == (("lintseq", "cycle"), "generate", "manifest")
 
 
 def test_load_errors_are_clear(tmp_path):

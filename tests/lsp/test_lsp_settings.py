@@ -66,17 +66,21 @@ def test_defaults_and_choices_are_the_engines():
         defaults.ROUNDS, defaults.CANDIDATES, defaults.MAX_NEW_TOKENS, defaults.TEMPERATURE)
     for backend in defaults.BACKENDS:
         assert merge_settings(Settings(), {"backend": backend}, "x") == (Settings(backend=backend), [])
-    assert "is not one of lintseq" in merge_settings(Settings(), {"format": "cycle"}, "x")[1][0]
+    assert "is not one of auto, lintseq, chat" in merge_settings(Settings(), {"format": "cycle"}, "x")[1][0]
+    assert merge_settings(Settings(), {"format": "chat", "strategy": "rewrite"}, "x") == (
+        Settings(format="chat", strategy="rewrite"), [])
+    assert "is not one of auto, generate, rank, rewrite" in merge_settings(Settings(), {"strategy": "x"}, "x")[1][0]
 
 
 def test_run_config_carries_every_run_setting():
     settings, _ = merge_settings(Settings(), {
         "model": "/m", "backend": "openai", "endpoint": "https://h/v1", "device": "cpu", "rounds": 2,
         "candidates": 3, "maxNewTokens": 64, "temperature": 0.5, "timeout": 30, "python": "/py", "format": "lintseq",
-        "testCommand": "tests", "resolveTimeout": 1.0}, "x")
+        "strategy": "rewrite", "testCommand": "tests", "resolveTimeout": 1.0}, "x")
     assert run_config(settings) == RunConfig(
         model="/m", backend="openai", endpoint="https://h/v1", device="cpu", rounds=2, candidates=3,
-        max_new_tokens=64, temperature=0.5, timeout=30.0, python="/py", prompt_format="lintseq")
+        max_new_tokens=64, temperature=0.5, timeout=30.0, python="/py", prompt_format="lintseq",
+        strategy="rewrite")
     plain = run_config(Settings())
     assert plain.python is None and plain.timeout == 120.0 and plain.backend_key == RunConfig().backend_key
     # Only the model's identity keys the loaded backend: a budget change reuses it.

@@ -92,7 +92,7 @@ def test_eval_humaneval_openai_errors_are_clear_and_exit_2(tiny_server, dead_end
     assert not (out / "summary.json").exists()
 
     assert _eval(out, "--backend", "openai", "--endpoint", tiny_server.base_url, "--model", "gpt-17") == 2
-    assert "does not serve model 'gpt-17' (it serves ['tiny'])" in capsys.readouterr().err
+    assert "serves no model matching 'gpt-17'; it serves: tiny" in capsys.readouterr().err
 
     samples = tmp_path / "s.jsonl"
     samples.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n')

@@ -142,7 +142,9 @@ def test_a_weak_model_writes_then_stops_on_budget_and_says_so(tmp_path, tiny_lin
     (tmp_path / "tests" / "test_stats.py").write_text(MEAN_TESTS)
     before = checksum(tmp_path)
     events = []
-    budget = RefineBudget(rounds=3, candidates=2, temperature=0.8, max_new_tokens=96, patience=2)
+    # A LintSeq model without a manifest would get ``rewrite``; this one is asked for CYCLE diffs.
+    budget = RefineBudget(rounds=3, candidates=2, temperature=0.8, max_new_tokens=96, patience=2,
+                          strategy="generate")
     result = refine(RefineTarget(tmp_path, "stats.py", "mean"), ["tests/test_stats.py::test_mean"],
                     _backend(tiny_lintseq_model.folder), sandbox=sandbox(tmp_path), budget=budget,
                     on_event=events.append)

@@ -71,7 +71,11 @@ local function check_server(config)
   end
 end
 
-local choices = { backend = { "transformers", "openai" }, format = { "lintseq" } }
+local choices = {
+  backend = { "transformers", "openai" },
+  format = { "auto", "lintseq", "chat" },
+  strategy = { "auto", "generate", "rank", "rewrite" },
+}
 
 local function check_settings(config)
   start("Settings")

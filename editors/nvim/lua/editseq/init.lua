@@ -21,6 +21,7 @@ M.known_settings = {
   endpoint = "string",
   device = "string",
   format = "string",
+  strategy = "string",
   rounds = "number",
   candidates = "number",
   maxNewTokens = "number",
