@@ -556,10 +556,17 @@ def prompt_payload(fmt: PromptFormat, request: PromptRequest):
 
 
 def _strategy(backend: Backend, wanted: str, profile: ModelProfile | None) -> str:
-    """``wanted``, or for ``auto`` the model's profile's; ``rank`` needs a backend that scores."""
+    """``wanted``, or for ``auto`` the model's profile's; ``rank`` needs a backend that scores.
+
+    ``auto`` on a ranking model behind a server (which cannot score) asks it for CYCLE diffs instead,
+    which such a model was trained on too.
+    """
+    scores = callable(getattr(backend, "score", None))
     if wanted == "auto":
         wanted = profile.strategy
-    if wanted == "rank" and not callable(getattr(backend, "score", None)):
+        if wanted == "rank" and not scores:
+            wanted = "generate" if "cycle" in profile.formats else "rewrite"
+    if wanted == "rank" and not scores:
         raise RefineError(f"the {getattr(backend, 'name', 'model')} backend cannot score answers, so it "
                           "cannot rank edits; use the generate strategy")
     return wanted

@@ -68,3 +68,23 @@ def test_generate_on_a_lintseq_only_model_is_the_users_choice(tmp_path):
     result = refine(RefineTarget(root, path, function), tests, TransformersBackend(str(rewrite_model())),
                     sandbox=sandbox(root), budget=RefineBudget(rounds=1, strategy="generate", max_new_tokens=32))
     assert result.trajectory[1].format == "cycle" and not result.verified
+
+
+def test_a_ranking_model_behind_a_server_is_asked_for_cycle_diffs(tmp_path):
+    """The embedded model's manifest says ``rank``; served over HTTP nothing can score, so ``auto`` asks
+    it for the CYCLE diffs it was also trained on (an explicit ``rank`` is refused instead)."""
+    from model_runtime.backends import OpenAIBackend, OpenAIConfig
+    from model_runtime.backends.openai_server import running_server
+    from model_runtime.refine.loop import RefineError
+
+    root, path, function, tests = write_workspace(tmp_path, "clamp")
+    with running_server(TransformersBackend("embedded"), model_name="embedded") as server:
+        remote = OpenAIBackend(OpenAIConfig(server.base_url, "embedded"))
+        assert remote.profile().strategy == "rank"  # the server passes the manifest on
+        result = refine(RefineTarget(root, path, function), tests, remote, sandbox=sandbox(root),
+                        budget=RefineBudget(rounds=1, max_new_tokens=48))
+        assert result.trajectory[1].format == "cycle"
+        with pytest.raises(RefineError, match="cannot rank"):
+            refine(RefineTarget(root, path, function), tests, remote, sandbox=sandbox(root),
+                   budget=RefineBudget(rounds=1, strategy="rank"))
+        remote.close()

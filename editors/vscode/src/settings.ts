@@ -19,6 +19,7 @@ export const SERVER_SETTING_KEYS = [
   "endpoint",
   "device",
   "format",
+  "strategy",
   "rounds",
   "candidates",
   "maxNewTokens",
