@@ -58,7 +58,13 @@ the id (``lintseq`` in it: a LintSeq model; otherwise a chat model).
 
 By default the body carries ``"skip_special_tokens": false`` (a vLLM extra
 that others ignore): vLLM otherwise drops special tokens from the text, and
-with them ``<|diff|>`` in models that registered it as special.
+with them ``<|diff|>`` in models that registered it as special. It also
+carries ``"repeat_penalty": 1.0`` and ``"min_p": 0.0``: llama.cpp's servers
+(llama-cpp-python's defaults to a repeat penalty of 1.1) would otherwise
+reshape the distribution the request's temperature and top-p describe, and
+greedy text would differ from the model's own (measured: 0 of 8 HumanEval
+answers equal with the penalty, see ``benchmarks/servers.py``). Ollama's
+OpenAI layer ignores both; its model default (often 1.1) applies there.
 
 Failures are :class:`~.base.EndpointError` subclasses: unreachable,
 timed out, HTTP error status (with an excerpt of the body), malformed answer.
@@ -119,7 +125,8 @@ class OpenAIConfig:
     #: Longest silence tolerated while waiting for the next streamed chunk.
     read_timeout_s: float = 120.0
     #: Merged into every request body last (server-specific extras).
-    extra_body: dict[str, Any] = field(default_factory=lambda: {"skip_special_tokens": False})
+    extra_body: dict[str, Any] = field(
+        default_factory=lambda: {"skip_special_tokens": False, "repeat_penalty": 1.0, "min_p": 0.0})
     #: ``lintseq`` or ``chat`` to say what the model speaks; ``auto`` asks the server (see ``profile``).
     prompt_format: str = "auto"
     #: How many one-choice requests may run at once when the server will not give ``n`` choices in one.

