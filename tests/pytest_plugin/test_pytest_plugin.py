@@ -18,7 +18,7 @@ from pathlib import Path
 
 from model_runtime.edits.diff_apply import apply_diff
 from model_runtime.sandbox.failure_report import read_report, report_path
-from refine_models import CLAMP, CLAMP_FIXED, repair_model, write_workspace
+from refine_models import CLAMP, CLAMP_FIXED, chat_model, repair_model, write_workspace
 
 PLUGIN = ["-p", "model_runtime.pytest_plugin"]
 
@@ -347,3 +347,18 @@ def test_a_model_that_knows_the_fix_goes_green_and_applies_only_when_asked(tmp_p
     assert [f.node_id for f in read_report(root).failures] == ["tests/test_other.py::test_other"]
     assert json.loads(report_path(root).read_text())["passed"] == [
         "tests/test_clamp.py::test_inside", "tests/test_clamp.py::test_below", "tests/test_clamp.py::test_above"]
+
+
+def test_an_instruct_model_repairs_from_the_test_run_in_chat(tmp_path):
+    """A chat model (a chat template, no manifest): the plugin's refine asks it in chat for one diff,
+    with nothing configured but the model; its example call is dropped, the fix applied."""
+    root, path, function, _ = write_workspace(tmp_path, "clamp")
+    run = run_pytest(root, "--editseq-refine", "--editseq-apply", "--editseq-model", str(chat_model()),
+                     "--editseq-rounds", "1", "tests/test_clamp.py")
+    assert "1/1 function(s) verified green, 1 applied" in run.stdout, run.stdout + run.stderr
+    fixed = (root / path).read_text()
+    assert fixed == CLAMP_FIXED  # the docstring kept, the print(...) the model added dropped
+    run = run_pytest(root, "--editseq-refine", "--editseq-model", str(chat_model()), "--editseq-format", "lintseq",
+                     "--editseq-strategy", "rank", "tests/test_clamp.py")
+    assert run.returncode == 0  # green now: nothing to refine, and the options were accepted
+
