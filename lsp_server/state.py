@@ -63,8 +63,10 @@ class EditseqServer(LanguageServer):
     # -- telling the user -----------------------------------------------------------------
 
     def status(self, state: str, message: str = "") -> None:
-        """The ``editseq/status`` notification; an ``error`` is also shown."""
-        self.protocol.notify(STATUS_METHOD, {"state": state, "message": message})
+        """The ``editseq/status`` notification (with the sandbox mode in force); an ``error`` is also shown."""
+        from model_runtime.run.engine import sandbox_mode
+
+        self.protocol.notify(STATUS_METHOD, {"state": state, "message": message, "sandbox": sandbox_mode()})
         if state == "error":
             self.window_show_message(t.ShowMessageParams(type=t.MessageType.Error, message=message))
 

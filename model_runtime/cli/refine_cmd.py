@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy,
                             prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, timeout=args.timeout, python=args.python)
+        if not args.json:
+            print(f"editseq refine: tests run in the sandbox ({engine.sandbox_mode()})", file=sys.stderr)
         # The model loads on first use, after the input was checked and round 0 ran.
         result = engine.refine(config, engine.make_backend(config), root, path, function, args.tests,
                                on_event=printer.event)

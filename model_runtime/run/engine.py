@@ -31,7 +31,7 @@ from model_runtime.sandbox.runner import PYTEST_VARIABLES, Sandbox
 from .config import RunConfig
 
 __all__ = ["apply_result", "make_backend", "make_sandbox", "open_backend", "opened_backend", "refine",
-           "write", "write_if_unchanged"]
+           "sandbox_mode", "write", "write_if_unchanged"]
 
 
 def make_backend(config: RunConfig) -> Backend:
@@ -78,6 +78,13 @@ def make_sandbox(config: RunConfig, root: str | os.PathLike[str]) -> Sandbox:
     """The sandbox for ``root``: ``config``'s interpreter and limits, the user's pytest variables passed in."""
     env = {name: os.environ[name] for name in PYTEST_VARIABLES if name in os.environ}
     return Sandbox(Path(root), python=config.python, limits=config.limits, env={**env, **config.sandbox_env})
+
+
+def sandbox_mode() -> str:
+    """What isolates the tests here (``bubblewrap``, ``namespaces``, ``limits only``), for front ends to say."""
+    from model_runtime.sandbox.runner import isolation_mode
+
+    return isolation_mode()
 
 
 def refine(config: RunConfig, backend: Backend, root: str | os.PathLike[str], path: str, function: str,

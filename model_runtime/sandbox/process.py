@@ -37,6 +37,8 @@ from model_runtime.sandbox.errors import SandboxError
 
 __all__ = [
     "Finished",
+    "bwrap_available",
+    "bwrap_prefix",
     "find_python",
     "kill_group",
     "limit_setter",
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 _POLL_S = 0.05
+_WATCH_S = 0.5
 
 
 # --------------------------------------------------------------------------- interpreter
@@ -93,6 +96,88 @@ def namespace_prefix(network: bool) -> tuple[str, ...]:
         if probe.returncode == 0:
             return prefix
     return ()
+
+
+@functools.cache
+def _bwrap() -> str | None:
+    """bubblewrap's path when it is installed and can make its namespaces here (probed once)."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return None
+    probe = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+             "--unshare-all", "--die-with-parent", "--new-session", "--", "true"]
+    try:
+        return bwrap if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+_IMPORT_PATHS = r"""
+import json, site, sys
+from importlib import metadata
+paths = [sys.prefix, sys.base_prefix, site.getusersitepackages(), *sys.path]
+for dist in metadata.distributions():  # editable installs (PEP 610): their project folders
+    try:
+        url = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (ValueError, OSError):
+        continue
+    if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+        paths.append(url["url"][7:])
+print(json.dumps(paths))
+"""
+
+
+def bwrap_available() -> bool:
+    """Whether bubblewrap is installed and can make its namespaces here."""
+    return _bwrap() is not None
+
+
+@functools.cache
+def _python_prefixes(python: str) -> tuple[str, ...]:
+    """Everything ``python`` imports from: its prefixes, ``sys.path`` (``.pth`` entries included), the
+    user site, and the project folders of editable installs (editseq's own among them)."""
+    import json
+
+    try:
+        done = subprocess.run([python, "-c", _IMPORT_PATHS], capture_output=True, text=True, timeout=60,
+                              cwd="/")
+        paths = json.loads(done.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return ()
+    paths = [p for p in paths if isinstance(p, str) and p.startswith("/")]
+    return tuple(dict.fromkeys([*paths, *(os.path.realpath(p) for p in paths)]))
+
+
+def bwrap_prefix(run_dir: Path, workspace: Path, python: str, *, network: bool,
+                 tmp_bytes: int) -> tuple[str, ...]:
+    """The bubblewrap command for one run, or ``()`` where bubblewrap cannot run.
+
+    The system read-only; a fresh ``/dev``, ``/proc``, and a size-capped
+    ``/tmp``; ``/run`` and every home folder empty (no ssh-agent, docker or
+    other host sockets, no ``~/.ssh``), with back in, read-only, only what the
+    tests need: what the interpreter imports from and the workspace itself (so a test
+    writing to it by absolute path gets "read-only file system"). The run folder
+    (the shadow copy, results, home and temp of the run) is the one writable
+    place. New user, PID, network, IPC, UTS and cgroup namespaces (bubblewrap
+    brings the loopback up), a new session (no terminal injection), and the
+    whole tree dies with its parent.
+    """
+    bwrap = _bwrap()
+    if bwrap is None:
+        return ()
+    command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+               "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
+    homes = sorted(h for h in {"/root", "/home", os.path.expanduser("~")} if os.path.isdir(h))
+    for home in homes:
+        command += ["--tmpfs", home]
+    hidden = ("/tmp", "/var/tmp", "/run", *homes)
+    for keep in dict.fromkeys((*_python_prefixes(python), os.path.dirname(python), str(workspace))):
+        if os.path.exists(keep) and any(keep == h or keep.startswith(h.rstrip("/") + "/") for h in hidden):
+            command += ["--ro-bind", keep, keep]
+    command += ["--bind", str(run_dir), str(run_dir), "--unshare-all", "--die-with-parent", "--new-session"]
+    if network:
+        command.append("--share-net")
+    return (*command, "--")
 
 
 def user_tasks() -> int:
@@ -159,20 +244,29 @@ class Finished:
     stdout: str = ""
     stderr: str = ""
     cpu_s: float = 0.0  # user + system time of the process and the children it waited for
+    results: bytes = b""  # what came through the results channel
 
 
 def supervise(
-    proc: subprocess.Popen, *, timeout_s: float, output_bytes: int, cancel: threading.Event | None
+    proc: subprocess.Popen, *, timeout_s: float, output_bytes: int, cancel: threading.Event | None,
+    watch=None, results: int | None = None, results_bytes: int = 0,
 ) -> Finished:
     """Read both pipes until the process ends, killing its group on timeout or cancellation.
 
     Keeps the first ``output_bytes`` of stdout and of stderr each. The process
     is reaped with ``wait4`` rather than ``Popen.wait`` for its CPU time:
     ``unshare`` does not pass on a child's death by SIGXCPU, so CPU time is how
-    a run stopped by ``RLIMIT_CPU`` is told apart.
+    a run stopped by ``RLIMIT_CPU`` is told apart. ``watch`` (called every
+    half second) returning true stops the run too (``stopped == "watch"``):
+    the runner's disk limit. ``results`` is the read end of the results
+    channel, read like the output (its first ``results_bytes``) and closed.
     """
     deadline = time.monotonic() + timeout_s
+    next_watch = time.monotonic() + _WATCH_S
     captures = {proc.stdout: _Capture(output_bytes), proc.stderr: _Capture(output_bytes)}
+    channel = os.fdopen(results, "rb", buffering=0) if results is not None else None
+    if channel is not None:
+        captures[channel] = _Capture(results_bytes)
     stopped, reaped = "", None
     with selectors.DefaultSelector() as selector:
         for stream in captures:
@@ -182,6 +276,10 @@ def supervise(
                 stopped = "cancelled"
             elif time.monotonic() > deadline:
                 stopped = "timeout"
+            elif watch is not None and time.monotonic() > next_watch:
+                next_watch = time.monotonic() + _WATCH_S
+                if watch():
+                    stopped = "watch"
             if stopped:
                 break
             if selector.get_map():
@@ -202,9 +300,10 @@ def supervise(
         stream.close()
     status, usage = reaped or os.wait4(proc.pid, 0)[1:]
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    out, err = (capture.text() for capture in captures.values())
+    out, err = (captures[stream].text() for stream in (proc.stdout, proc.stderr))
+    data = bytes(captures[channel].kept) if channel is not None else b""
     cpu = usage.ru_utime + usage.ru_stime
-    return Finished(None if stopped else proc.returncode, stopped, out, err, cpu)
+    return Finished(None if stopped else proc.returncode, stopped, out, err, cpu, data)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

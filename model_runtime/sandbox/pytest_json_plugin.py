@@ -3,8 +3,19 @@
 This file runs inside the *user's* interpreter, which may not have editseq
 installed, so it is self-contained: the standard library and pytest only, no
 editseq imports. :mod:`model_runtime.sandbox.runner` copies it into a temporary
-folder, puts that folder on ``PYTHONPATH`` and loads it with
-``-p _editseq_results --editseq-json=PATH``.
+folder, puts that folder on ``PYTHONPATH``, runs it as the entry point and loads
+it with ``-p _editseq_results``.
+
+The records go to the runner through an inherited pipe whose file descriptor
+is named only in ``EDITSEQ_RESULTS_FD``; the entry point takes the variable out
+of the environment and marks the descriptor not inheritable *before pytest
+starts*, so neither a conftest, nor the code under test, nor a process they
+start finds the channel in its arguments or environment (code running in this
+process can still hunt for open descriptors: an in-process harness can always
+be lied to, which is why the runner also checks the channel against pytest's
+exit status). ``--editseq-json=PATH`` appends to a file instead (for running
+the plugin by hand). The entry point imports this file under its plugin name
+before pytest does, so assertion rewriting is off for it: PYTEST_DONT_REWRITE.
 
 Lines are appended and flushed one by one rather than written at the end,
 because a run that is killed (timeout, cancellation, memory) still has to say
@@ -57,6 +68,7 @@ import ast
 import fcntl
 import json
 import linecache
+import os
 import socket
 import struct
 import sys
@@ -73,10 +85,18 @@ def pytest_addoption(parser):
     parser.addoption("--editseq-select", default=None, help="JSON list of the test ids to run")
 
 
+#: The results channel's descriptor, handed over by the entry point (never left in the environment).
+CHANNEL_FD = None
+RESULTS_FD = "EDITSEQ_RESULTS_FD"
+
+
 def pytest_configure(config):
     path = config.getoption("editseq_json")
-    if path:
-        config.pluginmanager.register(_Recorder(path), "editseq-json-recorder")
+    if CHANNEL_FD is not None:
+        config.pluginmanager.register(_Recorder(os.fdopen(CHANNEL_FD, "w", encoding="utf-8")),
+                                      "editseq-json-recorder")
+    elif path:
+        config.pluginmanager.register(_Recorder(open(path, "a", encoding="utf-8")), "editseq-json-recorder")
     select = config.getoption("editseq_select")
     if select:
         with open(select, encoding="utf-8") as file:
@@ -161,8 +181,8 @@ def _failure_fields(report):
 
 
 class _Recorder:
-    def __init__(self, path):
-        self._out = open(path, "a", encoding="utf-8")
+    def __init__(self, out):
+        self._out = out
         self._comparison = None
 
     def _write(self, record):
@@ -222,6 +242,18 @@ def _loopback_up():
         pass
 
 
+def _take_channel():
+    """The results descriptor out of the environment, not inherited by anything the tests start."""
+    fd = os.environ.pop(RESULTS_FD, None)
+    if fd is None or not fd.isdigit():
+        return None
+    os.set_inheritable(int(fd), False)
+    return int(fd)
+
+
 if __name__ == "__main__":
     _loopback_up()
+    import _editseq_results  # the module ``-p`` loads: this file again, under its plugin name
+
+    _editseq_results.CHANNEL_FD = _take_channel()
     sys.exit(pytest.main(sys.argv[1:]))

@@ -33,6 +33,7 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "matches",
+    "parse_records",
     "read_records",
 ]
 
@@ -128,11 +129,15 @@ class RunResult:
 
 
 def read_records(path: Path, limit: int) -> list[dict]:
-    """The plugin's JSON lines; a line cut off by a kill is ignored."""
+    """The plugin's JSON lines from a file (``--editseq-json``); a line cut off by a kill is ignored."""
     if not path.exists():
         return []
     with open(path, "rb") as file:
-        data = file.read(limit)
+        return parse_records(file.read(limit))
+
+
+def parse_records(data: bytes) -> list[dict]:
+    """The plugin's JSON lines as the results channel delivered them; a cut-off line is ignored."""
     records = []
     for line in data.splitlines():
         try:

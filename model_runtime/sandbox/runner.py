@@ -16,11 +16,11 @@ result that says what happened. :class:`Sandbox` does one run per
    symlinked folders are skipped, and over :attr:`ShadowPolicy.max_bytes` the
    copy stops with :class:`SandboxError` (:mod:`.shadow` says why each).
 3. **Run** ``pytest`` in the *user's* interpreter
-   (:func:`~model_runtime.sandbox.process.find_python`), under the limits below
-   (:mod:`.process`), with our plugin
+   (:func:`~model_runtime.sandbox.process.find_python`), under bubblewrap or
+   the fallback and the limits below (:mod:`.process`), with our plugin
    (:mod:`model_runtime.sandbox.pytest_json_plugin`, a self-contained file
-   copied next to the run) as the entry point, writing one JSON line per
-   report. The shadow root (and its ``src/`` if any) is first on
+   copied next to the run) as the entry point, sending one JSON line per
+   report through the results pipe. The shadow root (and its ``src/`` if any) is first on
    ``PYTHONPATH``, so the candidate shadows an editable install that points at
    the user's tree.
 4. **Read** the JSON into :class:`CaseResult` per test and a :class:`RunResult`
@@ -73,9 +73,22 @@ stray processes            ``unshare --pid --fork --kill-child``: everything
                            the tests start dies with pytest, even processes
                            that left the process group (``setsid``). Without
                            namespaces only the process group is killed.
-user's files               the shadow copy. A test that writes to the user's
-                           tree by *absolute path* is not stopped (no mount
-                           namespace); it only ever sees the shadow's paths.
+user's files               the shadow copy (regular files only, no link out
+                           of the workspace). Under bubblewrap the real tree
+                           is read-only as well; in the fallback a test that
+                           writes to it by *absolute path* is not stopped.
+mounts (bubblewrap)        ``bwrap`` where it runs (:func:`isolation_mode`):
+                           the system read-only, a private size-capped
+                           ``/tmp``, empty ``/run`` and homes (no host
+                           sockets, no ``~/.ssh``), all namespaces; the
+                           ``unshare`` rows above are the fallback.
+disk                       parent: the run folder's size, polled every 0.5 s
+                           (:attr:`SandboxLimits.disk_bytes`); over it, the
+                           run is killed.
+results                    a pipe named only in ``EDITSEQ_RESULTS_FD``, which
+                           the plugin removes before pytest starts; a run whose
+                           results disagree with pytest's exit status is
+                           ``crashed``, never green.
 =========================  ==================================================
 
 Inside the user namespace the tests' uid reads 0 (``--map-root-user``, needed
@@ -102,6 +115,8 @@ from model_runtime.edits.diff_apply import python_syntax_error
 from model_runtime.sandbox.errors import SandboxError
 from model_runtime.sandbox.process import (
     Finished,
+    bwrap_available,
+    bwrap_prefix,
     find_python,
     kill_group,
     limit_setter,
@@ -117,7 +132,7 @@ from model_runtime.sandbox.results import (
     RunResult,
     RunStatus,
     matches,
-    read_records,
+    parse_records,
 )
 from model_runtime.sandbox.shadow import ShadowPolicy, ShadowStats, apply_files, relative, remove_tree, shadow_copy
 
@@ -133,6 +148,7 @@ __all__ = [
     "ShadowPolicy",
     "ShadowStats",
     "find_python",
+    "isolation_mode",
     "run_tests",
     "shadow_copy",
 ]
@@ -141,9 +157,15 @@ __all__ = [
 PLUGIN_FILE = Path(__file__).with_name("pytest_json_plugin.py")
 PLUGIN_MODULE = "_editseq_results"
 
+#: How runs are isolated: ``bubblewrap`` where it can run (else the fallback), or ``namespaces`` (``unshare``).
+MODES = ("auto", "bubblewrap", "namespaces")
+
 #: pytest exit statuses that mean "the tests ran": OK, TESTS_FAILED, NO_TESTS_COLLECTED.
 _PYTEST_RAN = (0, 1, 5)
 _MiB = 1024 * 1024
+#: The results channel's variable (the plugin removes it before any test code runs) and its size cap.
+RESULTS_FD = "EDITSEQ_RESULTS_FD"
+_RESULTS_BYTES = 64 * _MiB
 
 
 #: Set in every run's environment: editseq's own pytest plugin (installed in the user's environment,
@@ -165,6 +187,8 @@ class SandboxLimits:
     processes: int = 256
     #: Bytes kept of stdout and of stderr each.
     output_bytes: int = 64 * 1024
+    #: Bytes the whole run may write: its folder (shadow copy included), and under bubblewrap ``/tmp``.
+    disk_bytes: int = 1024 * _MiB
     network: bool = False
 
 
@@ -188,7 +212,10 @@ class Sandbox:
         shadow: ShadowPolicy = ShadowPolicy(),
         env: Mapping[str, str] | None = None,
         pytest_args: Sequence[str] = (),
+        mode: str = "auto",
     ) -> None:
+        if mode not in MODES:
+            raise SandboxError(f"the sandbox mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.workspace = Path(workspace).resolve()
         if not self.workspace.is_dir():
             raise SandboxError(f"workspace is not a folder: {workspace}")
@@ -197,13 +224,35 @@ class Sandbox:
         self.shadow = shadow
         self.env = dict(env or {})
         self.pytest_args = tuple(pytest_args)
+        self.mode = mode
+
+    @property
+    def in_force(self) -> str:
+        """What isolates a run here: ``bubblewrap``, ``namespaces`` (``unshare``) or ``limits only``."""
+        if self.mode == "bubblewrap" and not bwrap_available():
+            return "unavailable"
+        return isolation_mode(self.limits.network, allow_bwrap=self.mode != "namespaces")
 
     @property
     def isolation(self) -> tuple[str, ...]:
         """The namespaces a run gets on this machine: ``"pid"``, and ``"network"`` unless allowed."""
-        if not namespace_prefix(self.limits.network):
+        if self.in_force not in ("bubblewrap", "namespaces"):
             return ()
         return ("pid",) if self.limits.network else ("pid", "network")
+
+    def _bwrap(self, run_dir: Path) -> tuple[str, ...]:
+        return bwrap_prefix(run_dir, self.workspace, self.python, network=self.limits.network,
+                            tmp_bytes=self.limits.disk_bytes)
+
+    def _prefix(self, run_dir: Path) -> tuple[str, ...]:
+        if self.mode != "namespaces":
+            prefix = self._bwrap(run_dir)
+            if prefix:
+                return prefix
+            if self.mode == "bubblewrap":
+                raise SandboxError("the bubblewrap sandbox was asked for, but bwrap is not installed or "
+                                   "cannot make namespaces here (apt install bubblewrap)")
+        return namespace_prefix(self.limits.network)
 
     def run(
         self,
@@ -266,7 +315,7 @@ class Sandbox:
         timings["pytest"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        results = Results(shadow, read_records(run_dir / "results.jsonl", 64 * _MiB))
+        results = Results(shadow, parse_records(finished.results))
         status, reason = self._status(finished, results, bool(present))
         tests = self._cases(results, wanted, lost, reason if status != "completed" else "")
         timings["results"] = time.perf_counter() - mark
@@ -288,30 +337,37 @@ class Sandbox:
             (run_dir / folder).mkdir()
         paths = list(dict.fromkeys(w.split("::", 1)[0] for w in wanted))
         command = [
-            *namespace_prefix(self.limits.network),
+            *self._prefix(run_dir),
             self.python, str(plugin_dir / f"{PLUGIN_MODULE}.py"),
             "-p", PLUGIN_MODULE,
-            f"--editseq-json={run_dir / 'results.jsonl'}",
             f"--editseq-select={run_dir / 'select.json'}",
             f"--rootdir={shadow}", "--continue-on-collection-errors", "-q",
             *self.pytest_args, "--", *paths,
         ]
         nproc = user_tasks() + self.limits.processes
+        # The results channel: a pipe named only in an environment variable the plugin removes.
+        channel, writer = os.pipe()
+        env = {**self._environment(run_dir, shadow, plugin_dir), RESULTS_FD: str(writer)}
         try:
             proc = subprocess.Popen(
-                command, cwd=shadow, env=self._environment(run_dir, shadow, plugin_dir),
+                command, cwd=shadow, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True,
+                start_new_session=True, pass_fds=(writer,),
                 preexec_fn=limit_setter(
                     cpu_s=self.limits.cpu_s, memory_bytes=self.limits.memory_bytes,
                     file_bytes=self.limits.file_bytes, nproc=nproc,
                 ),
             )
         except OSError as exc:
+            os.close(channel)
             raise SandboxError(f"cannot start {self.python}: {exc}") from exc
+        finally:
+            os.close(writer)
         try:
             return supervise(
                 proc, timeout_s=self.limits.timeout_s, output_bytes=self.limits.output_bytes, cancel=cancel,
+                watch=lambda: tree_bytes(run_dir, self.limits.disk_bytes) > self.limits.disk_bytes,
+                results=channel, results_bytes=_RESULTS_BYTES,
             )
         finally:
             if proc.returncode is None:  # the parent was interrupted mid-run
@@ -350,6 +406,13 @@ class Sandbox:
             return "timeout", f"timed out after {limits.timeout_s:g} s (wall clock)"
         if finished.stopped == "cancelled":
             return "cancelled", "cancelled"
+        if finished.stopped == "watch":
+            return "killed", f"the run wrote more than its disk limit ({limits.disk_bytes} bytes)"
+        code = finished.exit_code
+        if ran and results.ended is not None and code is not None and 0 <= code < 128 and code != results.ended:
+            # The channel says pytest ended one way, the process another: something wrote to the channel.
+            return "crashed", (f"the test results say pytest ended with {results.ended} but it exited with {code}; "
+                               "not trusted")
         if not ran or results.ended in _PYTEST_RAN:
             return "completed", ""
         if results.usage_error:
@@ -358,11 +421,13 @@ class Sandbox:
             return "crashed", f"pytest ended with exit status {results.ended}: {_tail(finished)}"
         if not results.any:
             return "crashed", f"pytest did not start with {self.python}: {_tail(finished)}"
-        if finished.cpu_s >= limits.cpu_s:
-            return "killed", f"CPU time limit exceeded ({limits.cpu_s} s)"
         code = finished.exit_code or 0
-        if code < 0:
-            return "killed", f"killed by {signal.Signals(-code).name}"
+        # A signal shows as a negative code, or (through bubblewrap, which exits as its child did) 128 + it.
+        sig = -code if code < 0 else code - 128 if 128 < code < 128 + signal.NSIG else 0
+        if finished.cpu_s >= limits.cpu_s or sig == signal.SIGXCPU:
+            return "killed", f"CPU time limit exceeded ({limits.cpu_s} s)"
+        if sig:
+            return "killed", f"killed by {signal.Signals(sig).name}"
         return "killed", f"pytest died during the run (exit code {code}; out of memory, a signal or os._exit)"
 
     def _cases(self, results: Results, wanted: list[str], lost: dict[str, str], stopped: str) -> list[CaseResult]:
@@ -374,6 +439,31 @@ class Sandbox:
                 problem = lost.get(want) or (stopped if results.collected is None else "")
                 cases.append(results.missing(want, problem))
         return cases
+
+
+def isolation_mode(network: bool = False, *, allow_bwrap: bool = True) -> str:
+    """What isolates test runs on this machine: ``bubblewrap`` (a read-only system, private ``/tmp``,
+    home and ``/run``, all namespaces), ``namespaces`` (``unshare``: PID and network only) or ``limits
+    only`` (rlimits, timeout and the shadow copy). The README's security section says what each holds."""
+    if allow_bwrap and bwrap_available():
+        return "bubblewrap"
+    return "namespaces" if namespace_prefix(network) else "limits only"
+
+
+def tree_bytes(folder: Path, enough: int) -> int:
+    """Bytes in the files under ``folder`` (links not followed), counting stops past ``enough``."""
+    total, stack = 0, [str(folder)]
+    while stack and total <= enough:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:  # removed or made unreadable while we looked
+            continue
+    return total
 
 
 def _tail(finished: Finished) -> str:

@@ -18,8 +18,11 @@ budget.
 
 Skipped: ``.git`` and other VCS folders, virtualenvs (by name or by their
 ``pyvenv.cfg``), ``__pycache__``, ``node_modules``, tool caches; symlinked
-folders (loops, and trees outside the workspace). Symlinked files are copied
-as regular files, so writing through them cannot reach their target. Over
+folders (loops, and trees outside the workspace). Only regular files are
+copied: a link to a regular file *inside* the workspace is copied as that file
+(so writing through it cannot reach the target); a link out of the workspace
+(``/proc/self/environ``, ``~/.ssh/id_rsa``), a FIFO, a socket or a device is
+left out, so no secret, endless or blocking file reaches the tests. Over
 :attr:`ShadowPolicy.max_bytes` the copy stops with :class:`SandboxError`.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,11 +66,11 @@ class ShadowStats:
 def shadow_copy(workspace: Path, dest: Path, policy: ShadowPolicy = ShadowPolicy()) -> ShadowStats:
     """Copy ``workspace`` into ``dest`` (which must not exist) as the policy says."""
     stats = [0, 0]
-    _copy_tree(workspace, dest, policy, stats)
+    _copy_tree(workspace, dest, policy, stats, os.path.realpath(workspace))
     return ShadowStats(*stats)
 
 
-def _copy_tree(src: Path, dest: Path, policy: ShadowPolicy, stats: list[int]) -> None:
+def _copy_tree(src: Path, dest: Path, policy: ShadowPolicy, stats: list[int], root: str) -> None:
     os.mkdir(dest)
     with os.scandir(src) as entries:
         for entry in entries:
@@ -74,16 +78,37 @@ def _copy_tree(src: Path, dest: Path, policy: ShadowPolicy, stats: list[int]) ->
                 if entry.name not in policy.skip_dirs and not os.path.exists(
                     os.path.join(entry.path, "pyvenv.cfg")
                 ):
-                    _copy_tree(Path(entry.path), dest / entry.name, policy, stats)
-            elif entry.is_file():  # follows a symlink to a file: copied, never linked
-                stats[0] += 1
-                stats[1] += entry.stat().st_size
-                if stats[1] > policy.max_bytes:
-                    raise SandboxError(
-                        f"the workspace is larger than the shadow copy limit ({policy.max_bytes} bytes); "
-                        "raise ShadowPolicy.max_bytes or skip large folders"
-                    )
-                shutil.copy(entry.path, dest / entry.name)
+                    _copy_tree(Path(entry.path), dest / entry.name, policy, stats, root)
+                continue
+            source = _regular_file(entry, root)
+            if source is None:
+                continue
+            stats[0] += 1
+            stats[1] += os.stat(source).st_size
+            if stats[1] > policy.max_bytes:
+                raise SandboxError(
+                    f"the workspace is larger than the shadow copy limit ({policy.max_bytes} bytes); "
+                    "raise ShadowPolicy.max_bytes or skip large folders"
+                )
+            shutil.copyfile(source, dest / entry.name)
+            shutil.copymode(source, dest / entry.name)
+
+
+def _regular_file(entry: os.DirEntry, root: str) -> str | None:
+    """What to copy for ``entry``: a regular file, or the regular file *inside the workspace* a link
+    points to; ``None`` for anything else (a link out of the workspace, to ``/proc``, a FIFO, a socket,
+    a device), which the tests never see."""
+    if entry.is_file(follow_symlinks=False):
+        return entry.path
+    if not entry.is_symlink():
+        return None
+    target = os.path.realpath(entry.path)
+    if not target.startswith(root.rstrip(os.sep) + os.sep):
+        return None
+    try:
+        return target if stat.S_ISREG(os.stat(target).st_mode) else None
+    except OSError:
+        return None
 
 
 def relative(path: str, what: str) -> PurePosixPath:
