@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         programs = repo_programs(args.from_repo, scan)
         total = None
     else:
+        if os.path.exists(args.output) and os.path.exists(args.input) and os.path.samefile(args.input, args.output):
+            print(f"editseq lintseq: the output {args.output} is the input: writing it would destroy the rows "
+                  "being read; choose another output", file=sys.stderr)
+            return 2
         programs = read_jsonl_programs(args.input, args.code_field, args.prompt_field)
         total = _count_rows(args.input)
         if args.num_samples is not None and total is not None:

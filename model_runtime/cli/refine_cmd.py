@@ -26,12 +26,13 @@ from model_runtime import defaults
 
 from .arguments import MODEL_HELP, add_backend_arguments, add_strategy_argument
 
-EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT, EXIT_NOT_WRITTEN = 0, 1, 2, 3
 
 EPILOG = """\
 exit status: 0 verified green (written with --apply), 1 not verified (budget, patience or
 cancel ran out first; nothing written), 2 bad input (missing file, function or test id,
-bad numbers, a model or endpoint that cannot be used).
+bad numbers, a model or endpoint that cannot be used), 3 verified but --apply wrote nothing
+(the file changed during the run, is read-only, or its filesystem is).
 PYTEST_ADDOPTS, PYTEST_PLUGINS and PYTEST_DISABLE_PLUGIN_AUTOLOAD are passed to the tests;
 nothing else of this environment is."""
 
@@ -109,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"editseq refine: cannot write the trajectory to {args.trajectory}: {exc}", file=sys.stderr)
     printer.finish(result, applied, why)
-    return EXIT_VERIFIED if result.verified else EXIT_NOT_VERIFIED
+    if not result.verified:
+        return EXIT_NOT_VERIFIED
+    return EXIT_NOT_WRITTEN if args.apply and not applied and why != "nothing to change" else EXIT_VERIFIED
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -116,7 +116,7 @@ def python_syntax_error(text: str) -> str | None:
     is what the user's Python will accept.
     """
     try:
-        ast.parse(text)
+        ast.parse(text.removeprefix("\ufeff"))  # a UTF-8 BOM, which Python accepts in a file
     except SyntaxError as exc:
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting

@@ -12,13 +12,15 @@ A collection error of a module is dropped once any test of that module ran.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import contextlib
+import fcntl
+from collections.abc import Collection, Mapping, Iterator
 from pathlib import Path
 
 import pytest
 
 from model_runtime.sandbox.pytest_json_plugin import MAX_TRACEBACK, crash_of, trim_text
-from model_runtime.sandbox.failure_report import FailureReport, TestFailure, read_report, write_report
+from model_runtime.sandbox.failure_report import FailureReport, TestFailure, read_report, report_path, write_report
 
 __all__ = ["failure_of", "merge", "save"]
 
@@ -84,10 +86,27 @@ def merge(root: Path, previous: FailureReport | None, run: FailureReport, ran: C
 
 
 def save(root: Path, run: FailureReport, ran: Collection[str], config: pytest.Config) -> None:
-    """Merge and write the report; a workspace we cannot write to costs a warning line, not the run."""
+    """Merge and write the report; a workspace we cannot write to costs a warning line, not the run.
+
+    Two test runs finishing at once would each read the old report and the
+    second write would drop the first's failures: the read-merge-write holds
+    an exclusive lock on a file beside the report.
+    """
     try:
-        write_report(root, merge(root, read_report(root), run, ran))
+        with _locked(report_path(root).with_name("report.lock")):
+            write_report(root, merge(root, read_report(root), run, ran))
     except OSError as exc:
         terminal = config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line(f"editseq: could not write the failure report: {exc}", yellow=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

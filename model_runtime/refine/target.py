@@ -179,7 +179,7 @@ class Landing:
 def locate_function(source: str, qualname: str, path: str = "<file>") -> FunctionTarget:
     """Find ``qualname`` (``name``, ``Class.method``, ``Outer.Inner.method``) in ``source``."""
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(source.removeprefix("\ufeff"))  # a BOM stays in the file, outside the function
     except SyntaxError as exc:
         raise RefineError(f"{path} does not parse: {exc.msg} (line {exc.lineno})") from None
     node = _find(tree, qualname, path)
@@ -190,6 +190,8 @@ def locate_function(source: str, qualname: str, path: str = "<file>") -> Functio
         at = match.end()
     spans.append((at, len(source)))
     begin, end = spans[first - 1][0], spans[node.end_lineno - 1][1]
+    if begin == 0 and source.startswith("\ufeff"):
+        begin = 1
     text = source[begin:end]
     indent = re.match(r"[ \t]*", text).group()
     return FunctionTarget(

@@ -123,23 +123,33 @@ def apply_result(root: str | os.PathLike[str], result) -> tuple[bool, str]:
         return False, "not verified green"
     if result.final == result.original:
         return False, "nothing to change"
-    if not write_if_unchanged(Path(root) / result.path, result.original, result.final):
-        return False, "the file changed on disk during the run"
+    try:
+        if not write_if_unchanged(Path(root) / result.path, result.original, result.final):
+            return False, "the file changed on disk during the run"
+    except OSError as exc:
+        return False, f"cannot write {result.path}: {exc.strerror or exc}"
     return True, ""
 
 
 def write_if_unchanged(path: Path, expected: str, text: str) -> bool:
     """Replace ``path`` with ``text`` atomically if it still holds ``expected``; False if not.
 
-    The temporary file is made in the same folder (so the rename is atomic) and
-    gets the original's permissions, so the rename keeps them.
+    A symlink is written through: its target gets the text and the link stays.
+    The temporary file is made in the target's folder (so the rename is atomic)
+    and gets the original's permissions, so the rename keeps them. A read-only
+    file (no write bit for anyone: the user's "do not touch") is refused with
+    :class:`PermissionError`, even for root; a read-only filesystem raises its
+    own ``OSError``. Nothing is written in either case.
     """
+    path = Path(os.path.realpath(path))
     try:
         if path.read_bytes() != expected.encode("utf-8"):
             return False
         mode = path.stat().st_mode & 0o7777
     except OSError:
         return False
+    if not mode & 0o222:
+        raise PermissionError(13, "the file is read-only (no write permission); not changed", str(path))
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".editseq", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

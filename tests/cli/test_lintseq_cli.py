@@ -146,3 +146,13 @@ def test_help_is_fast_and_does_not_import_torch():
             "print('torch' in sys.modules, 'transformers' in sys.modules, 'pylint' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["False", "False", "False"]
+
+
+def test_the_output_may_not_be_the_input(tmp_path):
+    data = tmp_path / "in.jsonl"
+    write_jsonl(data, ROWS)
+    before = data.read_bytes()
+    for output in (data, tmp_path / "." / "in.jsonl"):
+        done = editseq("lintseq", str(data), "-o", str(output))
+        assert done.returncode == 2 and "is the input" in done.stderr
+        assert data.read_bytes() == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -135,3 +136,37 @@ def test_trajectory_file_feeds_cycle_collection(workspace, capsys):
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
     assert len(rows) == 2 and {row["kind"] for row in rows} == {"repair"}
     assert all(row["feedback"] and row["good"].startswith("def clamp") for row in rows)
+
+
+def test_apply_writes_through_a_symlink_to_the_real_file(tmp_path):
+    real = tmp_path / "real_clamp.py"
+    real.write_text(CLAMP)
+    (tmp_path / "clamp.py").symlink_to(real.name)
+    assert write_if_unchanged(tmp_path / "clamp.py", CLAMP, CLAMP_FIXED)
+    assert (tmp_path / "clamp.py").is_symlink() and real.read_text() == CLAMP_FIXED
+
+
+def test_a_read_only_file_is_refused_with_the_diff_printed_the_trajectory_written_and_exit_3(workspace, capsys):
+    write_workspace(workspace, "clamp")
+    (workspace / "clamp.py").chmod(0o444)
+    code = _refine("clamp.py::clamp", ["tests/test_clamp.py"], repair_model(), "--apply",
+                   "--trajectory", str(workspace / "run.json"))
+    captured = capsys.readouterr()
+    assert code == 3, captured.err
+    assert (workspace / "clamp.py").read_text() == CLAMP and "read-only" in captured.err
+    assert apply_diff(CLAMP, captured.out).new == CLAMP_FIXED  # the verified diff is still shown
+    assert json.loads((workspace / "run.json").read_text())["verified"] is True
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="a read-only filesystem is made with bubblewrap")
+def test_a_read_only_filesystem_is_a_clear_refusal(tmp_path):
+    (tmp_path / "clamp.py").write_text(CLAMP)
+    code = ("import sys; from types import SimpleNamespace as N; from model_runtime.run.engine import apply_result;"
+            f"print(apply_result({str(tmp_path)!r}, N(verified=True, original={CLAMP!r}, final={CLAMP_FIXED!r},"
+            " path='clamp.py')))")
+    done = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--",
+                           sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert "(False, 'cannot write clamp.py: Read-only file system')" in done.stdout
+    assert (tmp_path / "clamp.py").read_text() == CLAMP

@@ -88,3 +88,12 @@ def test_a_ranking_model_behind_a_server_is_asked_for_cycle_diffs(tmp_path):
             refine(RefineTarget(root, path, function), tests, remote, sandbox=sandbox(root),
                    budget=RefineBudget(rounds=1, strategy="rank"))
         remote.close()
+
+
+def test_a_file_with_a_utf8_bom_is_refined_and_keeps_its_bom(tmp_path):
+    """Python accepts a BOM at the top of a file; it used to be refused as a syntax error."""
+    root, path, function, tests = write_workspace(tmp_path, "clamp")
+    (root / path).write_text("\ufeff" + (root / path).read_text(), encoding="utf-8")
+    result = refine(RefineTarget(root, path, function), tests, TransformersBackend(str(rewrite_model())),
+                    sandbox=sandbox(root), budget=RefineBudget(rounds=1))
+    assert result.verified and result.final.startswith("\ufeffdef clamp(")
