@@ -31,8 +31,8 @@ from typing import Any
 from model_runtime import defaults
 from model_runtime.run.config import RunConfig
 
-__all__ = ["CLIENT_SETTINGS", "DEFAULT_MODEL", "INITIALIZATION_OPTIONS", "PYPROJECT", "Settings", "merge_settings",
-           "pyproject_settings", "run_config", "settings_from"]
+__all__ = ["CLIENT_SETTINGS", "DEFAULT_MODEL", "INITIALIZATION_OPTIONS", "PYPROJECT", "TRUST_OPTION", "TRUSTED_ONLY",
+           "Settings", "merge_settings", "pyproject_settings", "run_config", "settings_from"]
 
 DEFAULT_MODEL = defaults.MODEL
 
@@ -129,11 +129,37 @@ def merge_settings(base: Settings, raw: Any, source: str, *, snake_case: bool = 
     return dataclasses.replace(base, **changes), problems
 
 
+#: Settings that choose what runs or where code is sent: a workspace's own pyproject.toml may set
+#: them only when the client says the user trusts the workspace.
+TRUSTED_ONLY = ("model", "backend", "endpoint", "python", "testCommand")
+#: The initializationOptions key a client sets to say so (VS Code: Workspace Trust; Neovim: an option).
+TRUST_OPTION = "trustedWorkspace"
+
+
 def settings_from(sources: dict[str, Any]) -> tuple[Settings, list[str]]:
-    """The settings from every source in ``sources`` (raw values by source name), merged in order."""
+    """The settings from every source in ``sources`` (raw values by source name), merged in order.
+
+    A cloned repository must not pick the model, the endpoint the user's code
+    goes to, or the interpreter the server runs: unless the initialization
+    options say ``trustedWorkspace: true``, those keys of ``[tool.editseq]``
+    are dropped, with one message naming them.
+    """
     settings, problems = Settings(), []
+    options = sources.get(INITIALIZATION_OPTIONS)
+    trusted = isinstance(options, dict) and options.get(TRUST_OPTION) is True
     for source, snake in _SOURCES:
-        settings, found = merge_settings(settings, sources.get(source), source, snake_case=snake)
+        raw = sources.get(source)
+        if source == INITIALIZATION_OPTIONS and isinstance(raw, dict):
+            raw = {k: v for k, v in raw.items() if k != TRUST_OPTION}
+        if source == PYPROJECT and isinstance(raw, dict) and not trusted:
+            kept = {k: v for k, v in raw.items() if _snake_to_camel(k) not in TRUSTED_ONLY}
+            if len(kept) < len(raw):
+                dropped = ", ".join(k for k in raw if k not in kept)
+                problems.append(f"ignored {dropped} from {PYPROJECT}: settings that choose what runs or where "
+                                "code is sent apply only in a trusted workspace (VS Code: trust the folder; "
+                                "Neovim: setup({ trust_workspace = true }))")
+            raw = kept
+        settings, found = merge_settings(settings, raw, source, snake_case=snake)
         problems += found
     return settings, problems
 

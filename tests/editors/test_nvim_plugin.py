@@ -66,7 +66,7 @@ def find_nvim() -> str:
 
 
 def run_nvim(tmp_path: Path, file: Path, *, settings: dict, line: int, mode: str = "config",
-             run: str = "", timeout: float = 90) -> tuple[dict, subprocess.CompletedProcess]:
+             run: str = "", timeout: float = 90, trust: bool = False) -> tuple[dict, subprocess.CompletedProcess]:
     nvim = find_nvim()
     out = tmp_path / "report.json"
     env = dict(os.environ)
@@ -81,6 +81,7 @@ def run_nvim(tmp_path: Path, file: Path, *, settings: dict, line: int, mode: str
         "EDITSEQ_LINE": str(line),
         "EDITSEQ_MODE": mode,
         "EDITSEQ_RUN": run,
+        "EDITSEQ_TRUST": "1" if trust else "",
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     })
@@ -147,7 +148,7 @@ def test_write_in_neovim_applies_the_servers_edit(tmp_path, tiny_lintseq_model):
     assert report["server"]["name"] == "editseq"
     assert report["encoding"] == "utf-8"
     assert Path(report["root_dir"]) == file.parent
-    assert report["init_options"] == settings
+    assert report["init_options"] == {**settings, "trustedWorkspace": False}  # setup's trust_workspace
     assert report["client_settings"] == {"editseq": settings}
 
     # Code actions at the docstring-only function.
@@ -206,10 +207,11 @@ def test_write_in_neovim_applies_the_servers_edit(tmp_path, tiny_lintseq_model):
 def test_legacy_start_offers_refine_and_health(tmp_path):
     """The vim.lsp.start fallback (for Neovim < 0.11), run on this Neovim, with no settings in Neovim:
     the empty settings still reach the server as objects (no warning), and ``[tool.editseq]`` in the
-    workspace's pyproject.toml names the tests, so refine is offered on a function with a body."""
+    workspace's pyproject.toml names the tests (the folder is trusted: ``trust_workspace``), so refine is
+    offered on a function with a body."""
     file = workspace(tmp_path)
     (file.parent / "pyproject.toml").write_text('[tool.editseq]\ntest_command = "pytest test_geometry.py"\n')
-    report, _ = run_nvim(tmp_path, file, settings={}, line=REFINE_LINE, mode="legacy")
+    report, _ = run_nvim(tmp_path, file, settings={}, line=REFINE_LINE, mode="legacy", trust=True)
     assert report["server"]["name"] == "editseq"
     assert Path(report["root_dir"]) == file.parent
     assert report["titles"] == ["editseq: refine double until tests pass"], report["titles"]

@@ -93,3 +93,21 @@ def test_every_error_the_server_shows_is_an_editseq_error_shown_with_one_prefix(
     assert issubclass(RunFailed, EditseqError) and issubclass(ModelUnavailable, EditseqError)
     assert for_user(RunFailed("no workspace folder")) == "editseq: no workspace folder"
     assert for_user(ConfigError("bad")) == "editseq: bad"
+
+
+def test_a_workspace_chooses_what_runs_only_when_the_client_trusts_it():
+    """A cloned repository's [tool.editseq] could send the user's code to its endpoint or run its own
+    interpreter on the first refine; now those keys need the client's word that the folder is trusted."""
+    hostile = {"backend": "openai", "endpoint": "https://collect.example/v1", "model": "/repo/weights",
+               "python": "/repo/evil-python", "test_command": "tests", "rounds": 2}
+    settings, problems = settings_from({PYPROJECT: hostile, INITIALIZATION_OPTIONS: {}})
+    assert (settings.backend, settings.endpoint, settings.model, settings.python, settings.testCommand) == (
+        defaults.BACKEND, defaults.ENDPOINT, defaults.MODEL, "", "")
+    assert settings.rounds == 2  # the budget is still the workspace's to set
+    assert len(problems) == 1 and "backend, endpoint, model, python, test_command" in problems[0]
+    assert "trusted workspace" in problems[0]
+    settings, problems = settings_from({PYPROJECT: hostile, INITIALIZATION_OPTIONS: {"trustedWorkspace": True}})
+    assert (settings.backend, settings.python, problems) == ("openai", "/repo/evil-python", [])
+    # The user's own settings are never filtered.
+    settings, problems = settings_from({INITIALIZATION_OPTIONS: {"python": "/usr/bin/python3"}})
+    assert settings.python == "/usr/bin/python3" and problems == []

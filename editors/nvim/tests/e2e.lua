@@ -3,6 +3,7 @@
 -- nvim -l e2e.lua FILE OUT_JSON
 -- Environment: EDITSEQ_NVIM_PLUGIN (this plugin's folder), EDITSEQ_CMD and EDITSEQ_SETTINGS (JSON),
 -- EDITSEQ_LINE (1-based cursor line inside the function), EDITSEQ_MODE ("config" or "legacy"),
+-- EDITSEQ_TRUST ("1": setup's trust_workspace),
 -- EDITSEQ_RUN ("write" to run :EditseqWrite, empty to only list code actions).
 -- Writes what happened as JSON to OUT_JSON; any Lua error exits non-zero.
 
@@ -81,6 +82,7 @@ editseq.setup({
   cmd = vim.json.decode(env.EDITSEQ_CMD),
   settings = vim.json.decode(env.EDITSEQ_SETTINGS),
   lsp_config = env.EDITSEQ_MODE ~= "legacy",
+  trust_workspace = env.EDITSEQ_TRUST == "1",
 })
 report.commands = {}
 for _, name in ipairs({ "EditseqWrite", "EditseqRefine", "EditseqCancel" }) do

@@ -71,7 +71,9 @@ function buildClient(python: string): LanguageClient {
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: DOCUMENT_SELECTOR,
-    initializationOptions: settingsForServer(folder),
+    // The server lets a workspace's pyproject.toml choose the model, endpoint or interpreter only when
+    // the user trusts the folder (VS Code's Workspace Trust).
+    initializationOptions: { ...settingsForServer(folder), trustedWorkspace: vscode.workspace.isTrusted },
     outputChannel: current.log,
     middleware: {
       // The server's run commands (also what its code actions fall back to for long runs) go
@@ -217,6 +219,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Editse
     vscode.commands.registerCommand("editseq.restartServer", () => restart()),
     vscode.commands.registerCommand("editseq.showServerLog", () => log.show()),
     vscode.workspace.onDidChangeConfiguration(onConfigurationChanged),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => void restart()),
   );
   void onPythonInterpreterChange(() => {
     if (!vscode.workspace.getConfiguration("editseq").get<string>("pythonPath")) void restart();

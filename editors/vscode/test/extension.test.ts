@@ -80,7 +80,18 @@ describe("editseq extension", () => {
   it("passes the settings the user set, and only the server's, as initializationOptions", async () => {
     host.settings = { model: "/models/tiny", rounds: 2, temperature: 0.5, pythonPath: "/usr/bin/python3", "trace.server": "verbose" };
     await extension.activate(ctx);
-    assert.deepEqual(host.client.clientOptions.initializationOptions, { model: "/models/tiny", rounds: 2, temperature: 0.5 });
+    assert.deepEqual(host.client.clientOptions.initializationOptions,
+      { model: "/models/tiny", rounds: 2, temperature: 0.5, trustedWorkspace: false });
+  });
+
+  it("tells the server whether the folder is trusted, and restarts it when trust is granted", async () => {
+    await extension.activate(ctx);
+    assert.equal(host.client.clientOptions.initializationOptions.trustedWorkspace, false);
+    const before = host.clients.length;
+    host.grantTrust();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(host.clients.length, before + 1);
+    assert.equal(host.client.clientOptions.initializationOptions.trustedWorkspace, true);
   });
 
   it("mirrors every server setting, with the server's defaults (lsp_server/settings.py, model_runtime/defaults.py)", () => {

@@ -78,6 +78,8 @@ export const host = {
   channels: [] as any[],
   messages: [] as { level: string; text: string }[],
   configListeners: [] as Listener<{ affectsConfiguration(section: string): boolean }>[],
+  trusted: false,
+  trustListeners: [] as Listener<void>[],
   clients: [] as FakeClient[],
   extensions: {} as Record<string, unknown>,
   activeTextEditor: undefined as unknown,
@@ -94,6 +96,8 @@ export const host = {
     this.channels = [];
     this.messages = [];
     this.configListeners = [];
+    this.trusted = false;
+    this.trustListeners = [];
     this.clients = [];
     this.extensions = {};
     this.activeTextEditor = undefined;
@@ -114,6 +118,11 @@ export const host = {
         section === "editseq" || Object.keys(changes).some((key) => section === `editseq.${key}`),
     };
     for (const listener of this.configListeners) listener(event);
+  },
+  /** Grants Workspace Trust and fires onDidGrantWorkspaceTrust as VS Code does. */
+  grantTrust(): void {
+    this.trusted = true;
+    for (const listener of this.trustListeners) listener(undefined);
   },
   get client(): FakeClient {
     return this.clients[this.clients.length - 1];
@@ -223,6 +232,14 @@ export const vscodeStub = {
     },
     get workspaceFolders() {
       return host.workspaceFolders;
+    },
+    /** VS Code's Workspace Trust: false until the test grants it. */
+    get isTrusted() {
+      return host.trusted;
+    },
+    onDidGrantWorkspaceTrust(listener: Listener<void>) {
+      host.trustListeners.push(listener);
+      return new Disposable(() => host.trustListeners.splice(host.trustListeners.indexOf(listener), 1));
     },
     applyEdit(edit: unknown) {
       host.appliedEdits.push(edit);

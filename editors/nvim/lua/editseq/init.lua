@@ -46,6 +46,9 @@ local defaults = {
   progress = true,
   -- true: use vim.lsp.config/vim.lsp.enable when available (0.11+); false: always vim.lsp.start.
   lsp_config = true,
+  -- true: a workspace's pyproject.toml [tool.editseq] may choose the model, backend, endpoint, python
+  -- and testCommand (only for folders you trust: they decide what runs and where your code is sent).
+  trust_workspace = false,
 }
 
 M.config = nil
@@ -460,7 +463,7 @@ function M.lsp_config(opts)
         on_dir(root)
       end
     end,
-    init_options = settings,
+    init_options = vim.tbl_extend("force", settings, { trustedWorkspace = opts.trust_workspace == true }),
     settings = { editseq = settings },
     handlers = { ["editseq/status"] = M.on_status },
   }
