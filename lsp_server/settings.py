@@ -77,6 +77,11 @@ class Settings:
 _CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS, "strategy": defaults.STRATEGIES}
 _POSITIVE = {"rounds": 0, "candidates": 1, "maxNewTokens": 1, "timeout": 1e-9, "resolveTimeout": 0,
              "reportPollInterval": 0.05, "maxFileBytes": 1, "temperature": 0}
+#: Upper bounds (the engine's, where it has one): no setting may tie the machine up for ever.
+_MAXIMUM = {"rounds": defaults.LIMITS["rounds"], "candidates": defaults.LIMITS["candidates"],
+            "maxNewTokens": defaults.LIMITS["max_new_tokens"], "timeout": defaults.LIMITS["timeout"],
+            "temperature": defaults.LIMITS["temperature"], "resolveTimeout": 3600.0, "reportPollInterval": 3600.0,
+            "maxFileBytes": 50_000_000}
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -94,8 +99,12 @@ def _check(name: str, value: Any) -> Any:
         raise ValueError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ValueError(f"{value!r} is not one of {', '.join(_CHOICES[name])}")
+    if kind is float and value != value:
+        raise ValueError("must be a number, got NaN")
     if name in _POSITIVE and value < _POSITIVE[name]:
         raise ValueError(f"must be at least {_POSITIVE[name]}, got {value!r}")
+    if name in _MAXIMUM and value > _MAXIMUM[name]:
+        raise ValueError(f"must be at most {_MAXIMUM[name]}, got {value!r}")
     if kind is str and name in ("model", "backend", "endpoint", "device") and not value.strip():
         raise ValueError("must not be empty")
     return value

@@ -53,3 +53,14 @@ ROUNDS = 4
 #: else ``rewrite``).
 STRATEGIES = ("auto", "generate", "rank", "rewrite")
 STRATEGY = "auto"
+
+#: Upper bounds on every number a front end takes (flags, options, settings), so that no value can
+#: tie the machine up for ever or overflow: checked where a request, budget or run config is made.
+LIMITS = {
+    "rounds": 100,
+    "candidates": 64,
+    "max_new_tokens": 32768,
+    "timeout": 86400.0,
+    "temperature": 10.0,
+}
+

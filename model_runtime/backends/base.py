@@ -13,6 +13,7 @@ Pure Python on purpose: importing this module must stay cheap (no torch).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,10 +77,13 @@ class GenerationRequest:
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 1 <= self.k <= 4 * defaults.LIMITS["candidates"]:
+            raise ValueError(f"k must be from 1 to {4 * defaults.LIMITS['candidates']}, got {self.k}")
+        if not 1 <= self.max_new_tokens <= defaults.LIMITS["max_new_tokens"]:
+            raise ValueError(f"max_new_tokens must be from 1 to {defaults.LIMITS['max_new_tokens']}, "
+                             f"got {self.max_new_tokens}")
+        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= defaults.LIMITS["temperature"]):
+            raise ValueError(f"temperature must be from 0 to {defaults.LIMITS['temperature']:g}, got {self.temperature}")
         if self.min_new_tokens < 0:
             raise ValueError(f"min_new_tokens must not be negative, got {self.min_new_tokens}")
         object.__setattr__(self, "min_new_tokens", min(self.min_new_tokens, self.max_new_tokens))
@@ -87,8 +91,6 @@ class GenerationRequest:
         object.__setattr__(self, "messages", messages)
         if messages and self.prompt:
             raise ValueError("a request has a prompt or chat messages, not both")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must not be negative, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 

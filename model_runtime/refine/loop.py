@@ -122,15 +122,18 @@ class RefineBudget:
     prompt_format: str = defaults.PROMPT_FORMAT
 
     def __post_init__(self) -> None:
-        if self.rounds < 0 or self.candidates < 1 or self.patience < 1:
-            raise ValueError("rounds must be >= 0, candidates and patience >= 1")
+        limits = defaults.LIMITS
+        if not (0 <= self.rounds <= limits["rounds"] and 1 <= self.candidates <= limits["candidates"]
+                and self.patience >= 1):
+            raise ValueError(f"rounds must be from 0 to {limits['rounds']}, candidates from 1 to "
+                             f"{limits['candidates']}, patience at least 1")
         if self.strategy not in defaults.STRATEGIES:
             raise ValueError(f"the strategy must be one of {', '.join(defaults.STRATEGIES)}, got {self.strategy!r}")
         if self.prompt_format not in defaults.WRITE_FORMATS:
             raise ValueError(f"the prompt format must be one of {', '.join(defaults.WRITE_FORMATS)}, "
                              f"got {self.prompt_format!r}")
-        if self.seconds is not None and self.seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
+        if self.seconds is not None and not 0 < self.seconds <= defaults.LIMITS["timeout"]:
+            raise ValueError(f"seconds must be positive and at most {defaults.LIMITS['timeout']:g}, got {self.seconds}")
         sampled_request(self, "", k=self.candidates)
 
 

@@ -56,8 +56,10 @@ class RunConfig:
         if self.prompt_format not in defaults.WRITE_FORMATS:
             raise ConfigError(f"the prompt format must be one of {', '.join(defaults.WRITE_FORMATS)}, "
                               f"got {self.prompt_format!r}")
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise ConfigError(f"the timeout must be a positive number of seconds, got {self.timeout}")
+        if self.timeout is not None and not (math.isfinite(self.timeout)
+                                             and 0 < self.timeout <= defaults.LIMITS["timeout"]):
+            raise ConfigError(f"the timeout must be a positive number of seconds up to "
+                              f"{defaults.LIMITS['timeout']:g}, got {self.timeout}")
         try:
             self.budget  # noqa: B018 - checks rounds, candidates and the sampling numbers
         except ValueError as exc:

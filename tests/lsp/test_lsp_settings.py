@@ -111,3 +111,22 @@ def test_a_workspace_chooses_what_runs_only_when_the_client_trusts_it():
     # The user's own settings are never filtered.
     settings, problems = settings_from({INITIALIZATION_OPTIONS: {"python": "/usr/bin/python3"}})
     assert settings.python == "/usr/bin/python3" and problems == []
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("candidates", 10**6), ("rounds", 2**70), ("maxNewTokens", 10**12), ("timeout", 1e30),
+    ("timeout", float("nan")), ("temperature", float("nan")), ("maxFileBytes", 10**15),
+])
+def test_every_number_is_bounded_and_nan_is_refused(name, value):
+    settings, problems = merge_settings(Settings(), {name: value}, "x")
+    assert getattr(settings, name) == getattr(Settings(), name) and len(problems) == 1, problems
+    run_config(settings)  # the defaults make a valid run
+
+
+@pytest.mark.parametrize("values", [
+    {"temperature": float("nan")}, {"timeout": float("nan")}, {"timeout": 1e30}, {"rounds": 2**70},
+    {"candidates": 10**6}, {"max_new_tokens": 10**12},
+])
+def test_the_engine_bounds_what_any_front_end_passes(values):
+    with pytest.raises(ConfigError):
+        RunConfig(**values)
