@@ -30,15 +30,37 @@ __all__ = ["ReportWatcher", "report_diagnostics"]
 log = logging.getLogger(__name__)
 
 
+#: LSP positions are unsigned 32-bit; a line past this is clamped (no real file is that long).
+_MAX_LINE = 2**31 - 2
+
+
 def _line(number: int | None) -> t.Range:
-    line = max((number or 1) - 1, 0)
+    line = min(max((number or 1) - 1, 0), _MAX_LINE) if isinstance(number, int) else 0
     return t.Range(start=t.Position(line=line, character=0), end=t.Position(line=line + 1, character=0))
 
 
+def _inside(root: Path, relative: str | None) -> bool:
+    """Whether the report's path stays in the workspace (a report is a file anyone can write)."""
+    if not relative:
+        return False
+    try:
+        (root / relative).resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
 def report_diagnostics(report, root: Path) -> dict[str, list[t.Diagnostic]]:
-    """``{uri: diagnostics}`` for every file the report blames (``report`` may be ``None``)."""
+    """``{uri: diagnostics}`` for every file the report blames (``report`` may be ``None``).
+
+    Only files inside the workspace get diagnostics: a failure whose test path
+    leads outside it (``../../etc/shadow``) is left out, and a target outside
+    it falls back to the test's own line.
+    """
     out: dict[str, list[t.Diagnostic]] = {}
     for failure in report.failures if report is not None else ():
+        if not _inside(root, failure.test_path):
+            continue
         test_uri = from_fs_path(str(root / failure.test_path))
         name = failure.node_id.rpartition("::")[2] or failure.node_id
         message = f"{name} failed: {failure.message}"
@@ -46,7 +68,7 @@ def report_diagnostics(report, root: Path) -> dict[str, list[t.Diagnostic]]:
             message += f" (expected {failure.expected}, got {failure.actual})"
         related = [t.DiagnosticRelatedInformation(
             location=t.Location(uri=test_uri, range=_line(failure.test_line)), message=f"test {failure.node_id}")]
-        if failure.target_path:
+        if failure.target_path and _inside(root, failure.target_path):
             uri, where = from_fs_path(str(root / failure.target_path)), _line(failure.target_line)
         else:
             uri, where = test_uri, _line(failure.test_line)
@@ -85,8 +107,12 @@ class ReportWatcher:
         ls, root = self._server, self._server.root
         if root is None:
             return
-        self.report = await asyncio.to_thread(read_report, root)
-        published = report_diagnostics(self.report, root)
+        try:
+            self.report = await asyncio.to_thread(read_report, root)
+            published = report_diagnostics(self.report, root)
+        except Exception:  # whatever a report holds, the watcher lives on for the next one
+            log.exception("the failure report could not be turned into diagnostics")
+            self.report, published = None, {}
         for uri in self._published - published.keys():
             ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
         for uri, diagnostics in published.items():
@@ -121,7 +147,10 @@ class ReportWatcher:
                 mtime = None
             if mtime != self._mtime:
                 self._mtime = mtime
-                await self.refresh()
+                try:
+                    await self.refresh()
+                except Exception:  # a publish that failed must not end the polling
+                    log.exception("publishing the failure report failed")
             await asyncio.sleep(self._server.settings.reportPollInterval)
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ import inspect
 import json
 import os
 import re
+import stat
 import tempfile
 import textwrap
 import time
@@ -223,13 +224,35 @@ def write_report(root: str | os.PathLike[str], report: FailureReport) -> Path:
     return path
 
 
+#: A report over this is not read (a real one is a few KB per failing test).
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+
+
 def read_report(root: str | os.PathLike[str]) -> FailureReport | None:
-    """The report, or ``None`` when it is absent, unreadable, partial or of another version."""
+    """The report, or ``None`` when it is absent, unreadable, partial, of another version, or not a
+    plain file of at most :data:`MAX_REPORT_BYTES`.
+
+    The report is always a regular file written by an atomic rename, so
+    anything else at its path is refused unread: a FIFO (opening it would block
+    until a writer came), a link (to ``/dev/zero``, read until memory runs out).
+    """
     try:
-        with open(report_path(root), encoding="utf-8") as file:
-            return FailureReport.from_dict(json.load(file))
-    except (OSError, ValueError, TypeError, RecursionError):
+        fd = os.open(report_path(root), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_REPORT_BYTES + 1)
+        if len(data) > MAX_REPORT_BYTES:
+            return None
+        return FailureReport.from_dict(json.loads(data.decode("utf-8")))
+    except (OSError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- the function under test
