@@ -18,8 +18,8 @@ from lsprotocol import types as t
 from .settings import CLIENT_SETTINGS
 from .state import EditseqServer
 
-__all__ = ["did_change", "did_change_configuration", "did_change_watched_files", "did_close", "initialize",
-           "initialized", "shutdown"]
+__all__ = ["did_change", "did_change_configuration", "did_change_watched_files", "did_close", "exit", "initialize",
+           "initialized", "shutdown", "stop"]
 
 
 def initialize(ls: EditseqServer, params: t.InitializeParams) -> None:
@@ -69,8 +69,20 @@ def did_close(ls: EditseqServer, params: t.DidCloseTextDocumentParams) -> None:
 
 def shutdown(ls: EditseqServer, params: None) -> None:
     """Stop every run, answer every pending request, stop watching, and let the workers go."""
-    ls.runs.cancel_all()
+    ls.shutdown_received = True
     ls.protocol.cancel_pending()
+    stop(ls)
+
+
+def exit(ls: EditseqServer, params: None) -> None:  # noqa: A001 - the LSP method's name
+    """The client is leaving (with or without ``shutdown``): nothing may run on after it."""
+    stop(ls)
+
+
+def stop(ls: EditseqServer) -> None:
+    """Cancel every run (model and tests) and release the workers; idempotent. ``editseq serve`` also
+    calls it when the client's input ends without ``exit``."""
+    ls.runs.cancel_all()
     ls.report_watcher.close()
     ls.host.close()
     ls.runs.close()

@@ -36,6 +36,7 @@ def build_server() -> EditseqServer:
     feature(t.TEXT_DOCUMENT_DID_CHANGE)(lifecycle.did_change)
     feature(t.TEXT_DOCUMENT_DID_CLOSE)(lifecycle.did_close)
     feature(t.SHUTDOWN)(lifecycle.shutdown)
+    feature(t.EXIT)(lifecycle.exit)
 
     feature(t.TEXT_DOCUMENT_CODE_ACTION, t.CodeActionOptions(code_action_kinds=list(CODE_ACTION_KINDS),
                                                              resolve_provider=True))(actions.code_action)

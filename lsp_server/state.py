@@ -49,6 +49,8 @@ class EditseqServer(LanguageServer):
         self.host = ModelHost(self._status_from_thread)
         self.runs = RunBook(self.host, lambda uri: self.workspace.text_documents.get(uri))
         self.report_watcher = ReportWatcher(self)
+        #: The client asked ``shutdown`` before leaving (``editseq serve`` then exits 0, else 1).
+        self.shutdown_received = False
 
     @property
     def root(self) -> Path | None:

@@ -21,11 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve until the client leaves; exit 0 only after a ``shutdown`` request (the protocol's rule),
+    1 when the client exited without one or its input simply ended. Runs never outlive the session."""
+    from lsp_server.lifecycle import stop
     from lsp_server.server import build_server
 
     server = build_server()
-    if args.tcp:
-        server.start_tcp(args.host, args.port)
-    else:
-        server.start_io()
-    return 0
+    try:
+        if args.tcp:
+            server.start_tcp(args.host, args.port)
+        else:
+            server.start_io()
+    except SystemExit:  # pygls's own exit handling
+        pass
+    finally:
+        stop(server)
+    return 0 if server.shutdown_received else 1
