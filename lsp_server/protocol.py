@@ -30,7 +30,13 @@ from __future__ import annotations
 import threading
 
 from lsprotocol import types as t
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
 from pygls.protocol import LanguageServerProtocol
 
 from model_runtime.errors import EditseqError
@@ -69,12 +75,55 @@ def request_failed(exc: EditseqError) -> JsonRpcException:
     return JsonRpcException(for_user(exc), code=t.LSPErrorCodes.RequestFailed.value)
 
 
+#: A request already answered with an error while it was being read (see ``structure_message``).
+_ANSWERED = object()
+
+
 class EditseqProtocol(LanguageServerProtocol):
     """pygls' protocol, with cancel events for long commands (see the module docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.cancel_events: dict[object, threading.Event] = {}
+        self._initialize_seen = False
+
+    def structure_message(self, data):
+        """pygls raises on a request whose params do not fit the method and the request is never
+        answered; here it is answered with the error, by its id, and otherwise dropped."""
+        try:
+            return super().structure_message(data)
+        except (JsonRpcInvalidParams, JsonRpcInternalError) as exc:
+            if not (isinstance(data, dict) and "id" in data and isinstance(data.get("method"), str)):
+                raise
+            error = type(exc)(f"invalid params for {data['method']}").to_response_error()
+            self._send_response(data["id"], None, error)
+            return _ANSWERED
+
+    def handle_message(self, message) -> None:
+        if message is _ANSWERED:
+            return
+        if self._shutdown and getattr(message, "method", t.EXIT) != t.EXIT and hasattr(message, "id"):
+            # pygls drops requests after shutdown without an answer; the client would wait for ever.
+            error = JsonRpcInvalidRequest(f"{message.method} after shutdown: only exit is accepted")
+            self._send_response(message.id, None, error.to_response_error())
+            return
+        super().handle_message(message)
+
+    def _handle_request(self, msg_id, method_name: str, params) -> None:
+        """The protocol's session states, which pygls leaves to the server: before ``initialize`` a
+        request gets -32002 (not an internal error with a traceback); a second ``initialize`` is
+        refused (it would drop every open document); after ``shutdown`` only ``exit`` is taken."""
+        refusal = None
+        if method_name == t.INITIALIZE:
+            if self._initialize_seen:
+                refusal = JsonRpcInvalidRequest("the server is already initialized")
+            self._initialize_seen = True
+        elif not self._initialize_seen:
+            refusal = JsonRpcServerNotInitialized(f"{method_name} before initialize")
+        if refusal is not None:
+            self._send_response(msg_id, None, refusal.to_response_error())
+            return
+        super()._handle_request(msg_id, method_name, params)
 
     def _handle_cancel_notification(self, msg_id) -> None:
         super()._handle_cancel_notification(msg_id)

@@ -1,7 +1,9 @@
-"""``editseq serve`` when the client leaves: the protocol's exit codes, and nothing left running.
+"""``editseq serve`` and the session's rules: the exit codes, and requests outside the session.
 
-Before: ``exit`` without ``shutdown`` and a plain end of input both ended with status 0, and a run in
-progress went on to its natural end.
+Before: ``exit`` without ``shutdown`` and a plain end of input both ended with status 0 (and a run in
+progress went on to its natural end); a request before ``initialize`` got an internal error with a
+traceback, a second ``initialize`` was accepted, a request with unfitting params and any request
+after ``shutdown`` were never answered.
 """
 
 from __future__ import annotations
@@ -31,3 +33,35 @@ def test_the_exit_status_says_whether_the_client_shut_the_server_down(tail, stat
     done = subprocess.run([sys.executable, "-m", "model_runtime.cli", "serve"], input=START + tail,
                           capture_output=True, timeout=60)
     assert done.returncode == status, done.stderr.decode()[-2000:]
+
+
+def _responses(stdout: bytes) -> dict:
+    """The JSON-RPC responses in a stdio transcript, by id."""
+    out, rest = {}, stdout
+    while b"Content-Length:" in rest:
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
+        body, rest = json.loads(rest[:length]), rest[length:]
+        if "id" in body and "method" not in body:
+            out[body["id"]] = body
+    return out
+
+
+def test_requests_outside_the_session_get_the_protocols_errors():
+    hover = {"textDocument": {"uri": "file:///x.py"}, "position": {"line": 0, "character": 0}}
+    session = (_message({"jsonrpc": "2.0", "id": 10, "method": "textDocument/hover", "params": hover})
+               + START
+               + _message({"jsonrpc": "2.0", "id": 11, "method": "initialize",
+                           "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+               + _message({"jsonrpc": "2.0", "id": 13, "method": "textDocument/codeAction", "params": {}})
+               + SHUTDOWN
+               + _message({"jsonrpc": "2.0", "id": 12, "method": "textDocument/hover", "params": hover})
+               + EXIT)
+    done = subprocess.run([sys.executable, "-m", "model_runtime.cli", "serve"], input=session,
+                          capture_output=True, timeout=60)
+    answers = _responses(done.stdout)
+    assert answers[10]["error"]["code"] == -32002  # before initialize: ServerNotInitialized
+    assert "result" in answers[1] and answers[11]["error"]["code"] == -32600  # a second initialize
+    assert answers[13]["error"]["code"] == -32602  # params that do not fit: answered, not dropped
+    assert answers[12]["error"]["code"] == -32600 and "after shutdown" in answers[12]["error"]["message"]
+    assert done.returncode == 0
