@@ -65,3 +65,17 @@ def test_requests_outside_the_session_get_the_protocols_errors():
     assert answers[13]["error"]["code"] == -32602  # params that do not fit: answered, not dropped
     assert answers[12]["error"]["code"] == -32600 and "after shutdown" in answers[12]["error"]["message"]
     assert done.returncode == 0
+
+
+def test_positions_outside_what_lsp_allows_are_answered_with_an_error():
+    bad = [{"start": {"line": -1, "character": 0}, "end": {"line": 0, "character": 0}},
+           {"start": {"line": 2**31, "character": 0}, "end": {"line": 2**31, "character": 0}}]
+    requests = b"".join(
+        _message({"jsonrpc": "2.0", "id": 20 + i, "method": "textDocument/codeAction",
+                  "params": {"textDocument": {"uri": "file:///x.py"}, "range": where, "context": {"diagnostics": []}}})
+        for i, where in enumerate(bad))
+    done = subprocess.run([sys.executable, "-m", "model_runtime.cli", "serve"], input=START + requests + SHUTDOWN + EXIT,
+                          capture_output=True, timeout=60)
+    answers = _responses(done.stdout)
+    assert answers[20]["error"]["code"] == answers[21]["error"]["code"] == -32602
+    assert done.returncode == 0
