@@ -126,6 +126,8 @@ def read_jsonl_programs(
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{name}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise InputError(f"{name}:{lineno}: the JSON is nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise InputError(f"{name}:{lineno}: expected a JSON object, got {type(row).__name__}")
             values = []

@@ -99,6 +99,8 @@ def test_pylint_linter_from_the_cli(tmp_path):
          "in.jsonl:3: missing field 'response' (fields: instruction)"),
         ('[1, 2]\n', "in.jsonl:1: expected a JSON object"),
         ('{"instruction": "a", "response": 3}\n', "in.jsonl:1: field 'response' is int"),
+        pytest.param("[" * 100_000 + "]" * 100_000 + "\n", "in.jsonl:1: the JSON is nested too deeply",
+                     id="deeply-nested"),
     ],
 )
 def test_bad_input_names_the_line_and_writes_nothing(tmp_path, content, message):
