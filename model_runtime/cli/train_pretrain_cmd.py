@@ -123,10 +123,11 @@ def _register_export(jobs: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from model_runtime.backends.embedded import resolve_model
     from model_runtime.training.export import MIB, ExportError, export_model
 
     try:
-        report = export_model(args.model, args.out, dtype=args.dtype, max_shard_mb=args.max_shard_mb,
+        report = export_model(resolve_model(args.model), args.out, dtype=args.dtype, max_shard_mb=args.max_shard_mb,
                               max_file_mib=args.max_file_mib, max_total_mib=args.max_total_mib)
     except ExportError as exc:
         print(f"editseq train export: {exc}", file=sys.stderr)

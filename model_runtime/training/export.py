@@ -94,7 +94,12 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, *, dtype: st
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"cannot load a model from {source}: {' '.join(str(exc).split())[:300]}") from None
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file, not an export folder; choose a folder (it is replaced)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot make the folder for {out}: {exc.strerror or exc}") from None
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         model.save_pretrained(staging, max_shard_size=int(max_shard_mb * 10**6))

@@ -155,6 +155,10 @@ def test_export_over_the_size_limit_fails_and_replaces_nothing(pretrained, tmp_p
     assert "over the 0.5 MiB limit" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    assert main(["train", "export", "--model", str(pretrained), "--out", str(file)]) == 2  # no traceback
+    assert "is a file, not an export folder" in capsys.readouterr().err and file.read_text() == "not a folder"
 
 
 def test_bad_inputs_are_reported(corpus, tokenizer_dir, tmp_path, capsys):
