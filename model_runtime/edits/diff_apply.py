@@ -119,7 +119,7 @@ def python_syntax_error(text: str) -> str | None:
         ast.parse(text.removeprefix("\ufeff"))  # a UTF-8 BOM, which Python accepts in a file
     except SyntaxError as exc:
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
-    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+    except (ValueError, RecursionError, MemoryError, SystemError) as exc:  # NUL bytes, absurd nesting
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -182,6 +182,8 @@ def locate_function(source: str, qualname: str, path: str = "<file>") -> Functio
         tree = ast.parse(source.removeprefix("\ufeff"))  # a BOM stays in the file, outside the function
     except SyntaxError as exc:
         raise RefineError(f"{path} does not parse: {exc.msg} (line {exc.lineno})") from None
+    except (ValueError, RecursionError, MemoryError, SystemError) as exc:  # NUL bytes, absurd nesting
+        raise RefineError(f"{path} cannot be parsed: {type(exc).__name__}") from None
     node = _find(tree, qualname, path)
     first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     spans, at = [], 0  # (start, end without the newline) of every line

@@ -352,3 +352,14 @@ def test_insertions_at_one_position_keep_their_order():
 def test_unknown_encoding_is_rejected():
     with pytest.raises(ValueError, match="position encoding"):
         text_edits("a", "b", "utf-7")
+
+
+def test_a_program_that_exhausts_the_parser_is_refused_not_raised():
+    """``'-' * 200000 + '1'`` makes CPython's parser raise MemoryError; a document like that reached
+    the server's code actions as an uncaught error."""
+    from model_runtime.edits.code_map import function_spans
+    from model_runtime.edits.diff_apply import python_syntax_error
+
+    text = "-" * 200_000 + "1"
+    assert function_spans(text) == []
+    assert python_syntax_error(text).startswith("MemoryError")
