@@ -24,7 +24,7 @@ import uuid
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 
-from model_runtime.edits.code_map import FunctionSpan, functions_at
+from model_runtime.edits.code_map import FunctionSpan, spans_at
 from model_runtime.errors import EditseqError
 
 from .edits import first_step_insertion, prefix_title
@@ -47,13 +47,14 @@ def _is_python(doc) -> bool:
 # -- code actions ---------------------------------------------------------------------------
 
 
-def code_action(ls: EditseqServer, params: t.CodeActionParams) -> list[t.CodeAction]:
+async def code_action(ls: EditseqServer, params: t.CodeActionParams) -> list[t.CodeAction]:
     """Fixes for the failing tests in the context, the steps of finished runs, then write or refine."""
     doc = ls.open_document(params.text_document.uri)
     if not _is_python(doc) or len(doc.source) > ls.settings.maxFileBytes:
         return []
-    spans = functions_at(doc.source, params.range.start.line, params.range.end.line)
-    actions = _fix_actions(ls, doc, params.context.diagnostics, spans)
+    functions = await ls.function_map(doc)
+    spans = spans_at(functions, params.range.start.line, params.range.end.line)
+    actions = _fix_actions(ls, doc, params.context.diagnostics, spans, functions)
     if not spans:
         return actions
     span, line = spans[-1], params.range.start.line
@@ -72,14 +73,14 @@ def code_action(ls: EditseqServer, params: t.CodeActionParams) -> list[t.CodeAct
 
 
 def _fix_actions(ls: EditseqServer, doc, diagnostics: list[t.Diagnostic],
-                 spans: list[FunctionSpan]) -> list[t.CodeAction]:
+                 spans: list[FunctionSpan], functions: list[FunctionSpan]) -> list[t.CodeAction]:
     """A "fix" quick fix for each failing test's diagnostic (:mod:`.diagnostics`), run against that test."""
     actions = []
     for diagnostic in diagnostics:
         data = diagnostic.data if isinstance(diagnostic.data, dict) else {}
         if diagnostic.source == "pytest" and data.get("test"):
             line = diagnostic.range.start.line
-            fix_spans = functions_at(doc.source, line) or spans
+            fix_spans = spans_at(functions, line) or spans
             if fix_spans:
                 name = data["test"].rpartition("::")[2]
                 actions.append(_run_action(ls, "fix", for_user(f"fix {name}"), doc, fix_spans[-1], line,
@@ -170,7 +171,7 @@ def _request(ls: EditseqServer, action: str, uri: str, line: int, tests: list[st
     if len(doc.source) > ls.settings.maxFileBytes:
         raise RunFailed(f"the document is too large ({len(doc.source):,} characters; "
                         f"maxFileBytes is {ls.settings.maxFileBytes:,})")
-    spans = functions_at(doc.source, line)
+    spans = spans_at(ls.function_map_now(doc), line)
     if not spans:
         raise RunFailed(f"no function at line {line + 1} of {uri} (or the file does not parse)")
     span = spans[-1]

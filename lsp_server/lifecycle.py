@@ -65,6 +65,7 @@ def did_change(ls: EditseqServer, params: t.DidChangeTextDocumentParams) -> None
 
 def did_close(ls: EditseqServer, params: t.DidCloseTextDocumentParams) -> None:
     ls.runs.forget(params.text_document.uri)
+    ls.forget_document(params.text_document.uri)
 
 
 def shutdown(ls: EditseqServer, params: None) -> None:

@@ -51,6 +51,8 @@ class EditseqServer(LanguageServer):
         self.report_watcher = ReportWatcher(self)
         #: The client asked ``shutdown`` before leaving (``editseq serve`` then exits 0, else 1).
         self.shutdown_received = False
+        #: Each open document's function map, for its latest version only (dropped on close).
+        self._maps: dict[str, tuple[int | None, list]] = {}
 
     @property
     def root(self) -> Path | None:
@@ -84,6 +86,31 @@ class EditseqServer(LanguageServer):
         self.window_show_message(t.ShowMessageParams(type=t.MessageType.Info, message=for_user(message)))
 
     # -- documents and paths --------------------------------------------------------------
+
+    async def function_map(self, doc) -> list:
+        """The functions of ``doc``, parsed once per version in a worker thread: a big file never
+        holds the event loop (and every other request) while it parses, and code actions on an
+        unchanged document answer from the map."""
+        from model_runtime.edits.code_map import function_spans
+
+        cached = self._maps.get(doc.uri)
+        if cached is not None and cached[0] == doc.version:
+            return cached[1]
+        version, source = doc.version, doc.source
+        spans = await asyncio.to_thread(function_spans, source)
+        if doc.uri in self.workspace.text_documents:  # not closed meanwhile
+            self._maps[doc.uri] = (version, spans)
+        return spans
+
+    def function_map_now(self, doc) -> list:
+        """:meth:`function_map` without waiting: the cached map, else parsed here (a run's one parse)."""
+        from model_runtime.edits.code_map import function_spans
+
+        cached = self._maps.get(doc.uri)
+        return cached[1] if cached is not None and cached[0] == doc.version else function_spans(doc.source)
+
+    def forget_document(self, uri: str) -> None:
+        self._maps.pop(uri, None)
 
     def open_document(self, uri: str):
         """The open document at ``uri``, or a clear error (closed, unknown)."""

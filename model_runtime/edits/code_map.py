@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-__all__ = ["FunctionSpan", "function_spans", "functions_at", "is_empty_body"]
+__all__ = ["FunctionSpan", "function_spans", "functions_at", "is_empty_body", "spans_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +58,13 @@ def function_spans(source: str) -> list[FunctionSpan]:
 
 def functions_at(source: str, first_line: int, last_line: int | None = None) -> list[FunctionSpan]:
     """The functions containing lines ``first_line..last_line`` (0-based), innermost last."""
+    return spans_at(function_spans(source), first_line, last_line)
+
+
+def spans_at(spans: list[FunctionSpan], first_line: int, last_line: int | None = None) -> list[FunctionSpan]:
+    """:func:`functions_at` on spans already computed (a server caches them per document version)."""
     last = first_line if last_line is None else last_line
-    return [s for s in function_spans(source) if s.start_line <= first_line and last <= s.end_line]
+    return [s for s in spans if s.start_line <= first_line and last <= s.end_line]
 
 
 def is_empty_body(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
