@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -46,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="weight per indentation level when picking lines (default: 1.0)")
     parser.add_argument("--max-rounds", type=positive_int, default=512,
                         help="deletion rounds per path before the rest becomes one edit (default: 512)")
+    parser.add_argument("--max-lines", type=positive_int, default=5000, metavar="N",
+                        help="skip longer programs (counted as too-long; default: 5000)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
+                        help="abandon a path after S seconds and skip the program (time-limit; default: 60)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -54,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from model_runtime.lintseq.sampler import LintSeqOptions
     from model_runtime.lintseq.data import InputError, LintSeqJob, read_jsonl_programs, run_lintseq
 
+    if not (math.isfinite(args.max_seconds) and 0 < args.max_seconds <= 86400):
+        print(f"editseq lintseq: --max-seconds must be from 0 to 86400, got {args.max_seconds}", file=sys.stderr)
+        return 2
     if bool(args.input) == bool(args.from_repo):
         print("editseq lintseq: give either INPUT.jsonl or --from-repo DIR", file=sys.stderr)
         return 2
@@ -70,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             keep_global_defs=not args.split_global_defs,
             indent_bias=args.indent_bias,
             max_rounds=args.max_rounds,
+            max_lines=args.max_lines,
+            max_seconds=args.max_seconds,
         ),
     )
     scan = None

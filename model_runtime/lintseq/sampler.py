@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -62,6 +63,10 @@ class SkipReason(str, Enum):
     BINARY = "binary"
     NON_UTF8 = "non-utf8"
     INTERNAL_ERROR = "internal-error"
+    #: Over :attr:`LintSeqOptions.max_lines`: one huge generated module must not stop a corpus run.
+    TOO_LONG = "too-long"
+    #: One path took longer than :attr:`LintSeqOptions.max_seconds`.
+    TIME_LIMIT = "time-limit"
 
 
 class ProgramSkipped(Exception):
@@ -85,6 +90,10 @@ class LintSeqOptions:
     indent_bias: float = 1.0
     #: Deletion rounds before the rest of the program becomes the first edit.
     max_rounds: int = 512
+    #: Longer programs are skipped (``too-long``): the cost of a path grows faster than the program.
+    max_lines: int = 5000
+    #: A path that takes longer is abandoned and the program skipped (``time-limit``).
+    max_seconds: float = 60.0
 
 
 def _is_trivia(line: str) -> bool:
@@ -270,9 +279,17 @@ class LintSeqSampler:
     # -- sampling ------------------------------------------------------------------
 
     def sample(self, lines: Sequence[str], rng: random.Random) -> EditPath:
-        """Sample one edit path for ``lines`` (as returned by :func:`prepare_program`)."""
+        """Sample one edit path for ``lines`` (as returned by :func:`prepare_program`).
+
+        Raises :class:`ProgramSkipped` for a program over ``max_lines``, or one
+        whose path runs past ``max_seconds``, so that no single program can stop
+        a run.
+        """
         lines = list(lines)
         n = len(lines)
+        if n > self.options.max_lines:
+            raise ProgramSkipped(SkipReason.TOO_LONG, f"{n} lines (max_lines is {self.options.max_lines})")
+        deadline = time.monotonic() + self.options.max_seconds
         structure = self._structure(lines)
         alive = [True] * n
         deletions: list[list[int]] = []
@@ -280,6 +297,8 @@ class LintSeqSampler:
         cands = list(zip(structure.candidates, structure.weights))
 
         for _ in range(self.options.max_rounds):
+            if time.monotonic() > deadline:
+                raise ProgramSkipped(SkipReason.TIME_LIMIT, f"one path took over {self.options.max_seconds:g} s")
             cands = [(c, w) for c, w in cands if alive[c]]
             if not cands:
                 break

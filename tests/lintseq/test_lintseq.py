@@ -231,3 +231,16 @@ def test_unusable_programs_are_skipped_with_a_reason(code, reason):
 def test_windows_newlines_and_surrounding_blank_lines():
     lines = prepare_program("\n\r\nx = 1\r\ny = x\r\n\r\n")
     assert lines == ["x = 1", "y = x"]
+
+
+def test_one_program_cannot_stop_a_run_by_its_size_or_time():
+    """Before: 2,000 lines took 30 s for one path and 10,000 lines did not finish in 2 minutes."""
+    long = prepare_program("\n".join(f"x{i} = {i}" for i in range(6000)))
+    with pytest.raises(ProgramSkipped) as skipped:
+        LintSeqSampler(PyflakesLinter()).sample(long, random.Random(0))
+    assert skipped.value.reason is SkipReason.TOO_LONG
+    program = prepare_program("\n".join(f"def f{i}(a):\n    b = a + {i}\n    return b" for i in range(300)))
+    slow = LintSeqSampler(PyflakesLinter(), LintSeqOptions(max_seconds=0.05))
+    with pytest.raises(ProgramSkipped) as skipped:
+        slow.sample(program, random.Random(0))
+    assert skipped.value.reason is SkipReason.TIME_LIMIT
