@@ -27,6 +27,7 @@ iteration"). :meth:`EditseqProtocol.cancel_pending` cancels them first, over a c
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from lsprotocol import types as t
@@ -139,3 +140,35 @@ class EditseqProtocol(LanguageServerProtocol):
                 future.cancel()
         for event in self.cancel_events.values():
             event.set()
+
+
+#: The largest message body read (a real one is a document: maxFileBytes is at most 50 MB).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The longest header line read at once.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class BoundedInput:
+    """The server's standard input, with bounds pygls's framing does not have.
+
+    pygls reads a body with ``read(Content-Length)``, and CPython's buffered
+    read allocates that size at once: a ``Content-Length`` of 10^12 killed the
+    server with ``MemoryError``. Here a body over :data:`MAX_MESSAGE_BYTES` ends
+    the input instead (logged; the server then exits 1, as for a client that
+    went away), and a header line is read at most :data:`MAX_HEADER_BYTES` at a
+    time. What stays pygls's: a wrong but modest ``Content-Length`` still
+    desynchronises the stream (framing has no way to find the next message).
+    """
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+
+    def readline(self) -> bytes:
+        return self._raw.readline(MAX_HEADER_BYTES)
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > MAX_MESSAGE_BYTES:
+            logging.getLogger(__name__).error(
+                "a message claims %s bytes (the limit is %s): closing the connection", n, MAX_MESSAGE_BYTES)
+            return b""
+        return self._raw.read(n)

@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until the client leaves; exit 0 only after a ``shutdown`` request (the protocol's rule),
     1 when the client exited without one or its input simply ended. Runs never outlive the session."""
+    import sys
+
     from lsp_server.lifecycle import stop
+    from lsp_server.protocol import BoundedInput
     from lsp_server.server import build_server
 
     server = build_server()
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tcp:
             server.start_tcp(args.host, args.port)
         else:
-            server.start_io()
+            server.start_io(stdin=BoundedInput(sys.stdin.buffer))
     except SystemExit:  # pygls's own exit handling
         pass
     finally:

@@ -79,3 +79,12 @@ def test_positions_outside_what_lsp_allows_are_answered_with_an_error():
     answers = _responses(done.stdout)
     assert answers[20]["error"]["code"] == answers[21]["error"]["code"] == -32602
     assert done.returncode == 0
+
+
+def test_a_message_claiming_a_terabyte_closes_the_connection_instead_of_crashing():
+    huge = b"Content-Length: 1000000000000\r\n\r\n{}"
+    done = subprocess.run([sys.executable, "-m", "model_runtime.cli", "serve"], input=START + huge,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 1 and b"MemoryError" not in done.stderr
+    assert b"closing the connection" in done.stderr
+    assert 1 in _responses(done.stdout)  # everything before it was served
