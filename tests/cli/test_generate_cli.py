@@ -97,7 +97,7 @@ def test_model_without_diff_token(tmp_path, capsys):
         (["--model", "/nonexistent/model-folder", "--prompt", "x"], 1, "does not exist"),
         (["--model", "lsp", "--backend", "openai", "--endpoint", "http://127.0.0.1:9/v1", "--prompt", "x"], 1,
          "cannot connect"),
-        (["--model", "m", "--prompt", "x", "--candidates", "0"], 2, "k must be at least 1"),
+        (["--model", "m", "--prompt", "x", "--candidates", "0"], 2, "k must be from 1 to"),
         (["--model", "m", "--prompt-file", "/nonexistent/prompt.txt"], 1, "cannot read"),
     ],
 )
