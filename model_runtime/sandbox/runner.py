@@ -54,8 +54,11 @@ processes                  kernel: ``RLIMIT_NPROC``. It counts *all* tasks
                            run's, so the limit is set to the user's current
                            count plus :attr:`SandboxLimits.processes`. Root
                            (and ``CAP_SYS_RESOURCE``) is exempt by the kernel:
-                           then only the timeout and the PID namespace bound a
-                           fork bomb.
+                           as root each run gets a pids cgroup capped at
+                           :attr:`SandboxLimits.processes` instead
+                           (:func:`~.process.pids_cgroup`), where cgroups are
+                           writable; else only the timeout and the PID
+                           namespace bound a fork bomb.
 no core dumps              kernel: ``RLIMIT_CORE`` = 0.
 output size                parent: keeps the first ``output_bytes`` of stdout
                            and of stderr, drains and counts the rest; the
@@ -121,6 +124,7 @@ from model_runtime.sandbox.process import (
     kill_group,
     limit_setter,
     namespace_prefix,
+    pids_cgroup,
     supervise,
     user_tasks,
 )
@@ -345,34 +349,35 @@ class Sandbox:
             *self.pytest_args, "--", *paths,
         ]
         nproc = user_tasks() + self.limits.processes
-        # The results channel: a pipe named only in an environment variable the plugin removes.
-        channel, writer = os.pipe()
-        env = {**self._environment(run_dir, shadow, plugin_dir), RESULTS_FD: str(writer)}
-        try:
-            proc = subprocess.Popen(
-                command, cwd=shadow, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, pass_fds=(writer,),
-                preexec_fn=limit_setter(
-                    cpu_s=self.limits.cpu_s, memory_bytes=self.limits.memory_bytes,
-                    file_bytes=self.limits.file_bytes, nproc=nproc,
-                ),
-            )
-        except OSError as exc:
-            os.close(channel)
-            raise SandboxError(f"cannot start {self.python}: {exc}") from exc
-        finally:
-            os.close(writer)
-        try:
-            return supervise(
-                proc, timeout_s=self.limits.timeout_s, output_bytes=self.limits.output_bytes, cancel=cancel,
-                watch=lambda: tree_bytes(run_dir, self.limits.disk_bytes) > self.limits.disk_bytes,
-                results=channel, results_bytes=_RESULTS_BYTES,
-            )
-        finally:
-            if proc.returncode is None:  # the parent was interrupted mid-run
-                kill_group(proc)
-                proc.wait()
+        with pids_cgroup(self.limits.processes) as cgroup_procs:
+            # The results channel: a pipe named only in an environment variable the plugin removes.
+            channel, writer = os.pipe()
+            env = {**self._environment(run_dir, shadow, plugin_dir), RESULTS_FD: str(writer)}
+            try:
+                proc = subprocess.Popen(
+                    command, cwd=shadow, env=env,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    start_new_session=True, pass_fds=(writer,),
+                    preexec_fn=limit_setter(
+                        cpu_s=self.limits.cpu_s, memory_bytes=self.limits.memory_bytes,
+                        file_bytes=self.limits.file_bytes, nproc=nproc, cgroup_procs=cgroup_procs,
+                    ),
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                os.close(channel)
+                raise SandboxError(f"cannot start {self.python}: {exc}") from exc
+            finally:
+                os.close(writer)
+            try:
+                return supervise(
+                    proc, timeout_s=self.limits.timeout_s, output_bytes=self.limits.output_bytes, cancel=cancel,
+                    watch=lambda: tree_bytes(run_dir, self.limits.disk_bytes) > self.limits.disk_bytes,
+                    results=channel, results_bytes=_RESULTS_BYTES,
+                )
+            finally:
+                if proc.returncode is None:  # the parent was interrupted mid-run
+                    kill_group(proc)
+                    proc.wait()
 
     def _environment(self, run_dir: Path, shadow: Path, plugin_dir: Path) -> dict[str, str]:
         """A clean environment: nothing of ours (tokens, keys, our virtualenv) leaks into the tests."""
