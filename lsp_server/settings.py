@@ -70,8 +70,9 @@ class Settings:
     resolveTimeout: float = 10.0
     #: Seconds between looks at the failure report when the client cannot watch files.
     reportPollInterval: float = 1.0
-    #: Bigger documents get no code actions (parsing them would stall every request).
-    maxFileBytes: int = 1_000_000
+    #: Bigger documents get no code actions (each version is parsed once, in a worker thread, but a huge one
+    #: still costs seconds of CPU per keystroke).
+    maxFileBytes: int = 500_000
 
 
 _CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS, "strategy": defaults.STRATEGIES}
