@@ -126,6 +126,8 @@ async def resolve_code_action(ls: EditseqServer, action: t.CodeAction) -> t.Code
     """A step's edit, or the run's result within ``resolveTimeout`` (else the command that follows the run)."""
     data = action.data if isinstance(action.data, dict) else {}
     try:
+        if "ended" in data:  # resolved before: the run ended with nothing to apply; never run it again
+            return _nothing(ls, action, str(data["ended"]))
         if "run" in data:
             outcome = ls.runs.find(str(data["run"]))
             action.edit = ls.runs.step_edit(outcome, int(data.get("k", outcome.steps)), ls.encoding,
@@ -148,10 +150,25 @@ async def resolve_code_action(ls: EditseqServer, action: t.CodeAction) -> t.Code
             raise
         if outcome.steps:
             action.edit = ls.runs.step_edit(outcome, outcome.steps, ls.encoding, ls.client_capabilities)
-        return action
+            return action
+        return _nothing(ls, action, outcome.summary)
     except EditseqError as exc:
         ls.warn(exc)
         raise request_failed(exc) from None
+
+
+def _nothing(ls: EditseqServer, action: t.CodeAction, summary: str) -> t.CodeAction:
+    """A run that ended with no step: an empty edit and a message saying so.
+
+    Returned unchanged (``data``, no edit, no command), the action made eglot
+    resolve it again, re-running the model and the tests each time (32 resolves
+    in 100 s); with an empty edit every client is done, and ``data`` now says
+    the run ended, so resolving the same action again only repeats the answer.
+    """
+    ls.inform(f"{summary}: nothing to apply")
+    action.edit = t.WorkspaceEdit(changes={})
+    action.data = {"ended": summary}
+    return action
 
 
 # -- runs -----------------------------------------------------------------------------------

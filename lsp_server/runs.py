@@ -125,6 +125,8 @@ def _written(request: RunRequest, result) -> Outcome:
         f"{m.code} line {m.line}: {m.message}" for m in lint) for lint in result.lint]
     reasons = _with_notes(reasons, getattr(result, "notes", []))
     state = "cancelled" if result.cancelled else f"{len(result.diffs)} step(s), not tested"
+    if not result.diffs and getattr(result, "refused", None):
+        state += f" ({result.refused[0]})"  # why nothing was written
     return Outcome(request, texts, _labels(texts), reasons, verified=False, passed=0, total=0, tested=False,
                    summary=f"{request.function}: {state}")
 

@@ -66,8 +66,9 @@ class Settings:
     python: str = ""
     #: Test ids or files refined against when the failure report names none (a leading ``pytest`` is fine).
     testCommand: str = ""
-    #: Seconds ``codeAction/resolve`` may run before the work moves to a command with progress.
-    resolveTimeout: float = 10.0
+    #: Seconds ``codeAction/resolve`` may run before the work moves to a command with progress: well
+    #: inside the 10 s after which clients (eglot, Neovim) give up on a request.
+    resolveTimeout: float = 4.0
     #: Seconds between looks at the failure report when the client cannot watch files.
     reportPollInterval: float = 1.0
     #: Bigger documents get no code actions (each version is parsed once, in a worker thread, but a huge one

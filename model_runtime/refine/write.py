@@ -90,7 +90,11 @@ def write_function(
     cancelled = cancel is not None and cancel.is_set()
     best = max(proposals, key=lambda p: (len(p.steps), -len(p.refused), -p.candidate), default=None)
     texts, notes, landed = [source], [], None
-    if best is not None and not cancelled:
+    refused = [f"step {r.step}: {r.reason}" for r in best.refused] if best else []
+    problem = _not_the_function(function, best.program) if best is not None and best.steps else None
+    if problem is not None:  # "write" keeps the function: nothing lands, and the reason is said
+        refused.insert(0, problem)
+    elif best is not None and not cancelled:
         for step in best.steps:
             landing: Landing = function.land(with_docstring(function.code, step.new, target.function))
             if landing.text != texts[-1]:  # e.g. a step that only adds a usage example lands nothing
@@ -102,6 +106,28 @@ def write_function(
         path=target.path, function=target.function, instruction=instruction, original=source,
         final=texts[-1], diffs=[file_diff(a, b, target.path) for a, b in zip(texts, texts[1:])],
         lint=[linter.lint(text) for text in texts[1:]],
-        refused=[f"step {r.step}: {r.reason}" for r in best.refused] if best else [],
-        cancelled=cancelled, notes=notes,
+        refused=refused, cancelled=cancelled, notes=notes,
     )
+
+
+def _not_the_function(function, program: str) -> str | None:
+    """Why ``program`` does not write ``function`` (no def of its name, another signature), or ``None``.
+
+    A tiny model once turned ``count_vowels(s)`` into ``def conjugate(self)``;
+    a written function must be the one asked for, with the stub's signature.
+    """
+    import ast
+
+    name = function.qualname.rpartition(".")[2]
+    try:
+        stub = next(n for n in ast.parse(function.code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+        defs = [n for n in ast.parse(program).body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    except (SyntaxError, ValueError, RecursionError, MemoryError, StopIteration):
+        return f"the answer cannot be checked against `{name}`"
+    if not defs:
+        return f"the answer does not define `{name}`"
+    wanted, got = ast.unparse(stub.args), ast.unparse(defs[-1].args)
+    if wanted != got:
+        return f"the answer changes the signature of `{name}`: ({wanted}) became ({got})"
+    return None

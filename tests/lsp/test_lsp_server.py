@@ -259,3 +259,22 @@ async def test_bad_input_battery_gets_clear_errors_and_the_server_stays_up(clien
     assert any(state == "error" and "no-such-model" in message for state, message in client.statuses)
     assert any(m.type == t.MessageType.Error and "cannot load the model" in m.message for m in client.messages)
     await alive()
+
+
+# --------------------------------------------------------------------------- a run that ends with nothing
+
+
+async def test_a_run_with_nothing_to_apply_resolves_to_an_answer_once(client, tmp_path):
+    """Returned unchanged, such an action made eglot resolve it again and again, re-running the model
+    each time; now it gets an empty edit and a message, and resolving it again runs nothing."""
+    write_files(tmp_path, {"stub.py": STUB})
+    await start(client, tmp_path, "visual-studio-code", model=str(endless_model()), maxNewTokens=8,
+                resolveTimeout=60.0)
+    uri = open_doc(client, tmp_path / "stub.py", STUB)
+    (action,) = await code_actions(client, uri, 1)
+    resolved = await client.code_action_resolve_async(action)
+    assert resolved.edit is not None and not resolved.edit.changes and not resolved.edit.document_changes
+    assert "ended" in resolved.data and "nothing to apply" in client.messages[-1].message
+    started = time.perf_counter()
+    again = await client.code_action_resolve_async(resolved)
+    assert time.perf_counter() - started < 1.0 and again.data == resolved.data  # no second run

@@ -5,21 +5,24 @@ Instruction-tuned models answer with imports, helpers, usage examples,
 tests hold :meth:`FunctionTarget.land` to its rules with answers of that kind,
 and check that an answer that *is* the function lands exactly as
 :meth:`FunctionTarget.splice` always put it. No model is needed: the write
-path is driven by a scripted backend.
+path is driven by a real tiny model that memorised one LintSeq answer.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import random
+import tempfile
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from model_runtime.backends.base import CandidateEvent, Completion, DoneEvent, GenerationResult
+from model_runtime.backends import TransformersBackend
 from model_runtime.edits.editpath import insertion_diff
-from model_runtime.prompting.formats import get_format
+from model_runtime.prompting.formats import PromptRequest, get_format
 from model_runtime.refine.events import RefineResult
 from model_runtime.refine.loop import RefineTarget
 from model_runtime.refine.target import LANDING_LIMIT, Landing, locate_function
@@ -463,23 +466,6 @@ def test_random_answers_never_raise_and_a_parsing_answer_gives_a_parsing_file(qu
 # --------------------------------------------------------------------------- the write path and the editor
 
 
-class _Scripted:
-    """A backend that answers with one fixed LintSeq completion."""
-
-    name = "scripted"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def load(self) -> None:
-        pass
-
-    def stream(self, request, cancel=None, *, text_deltas=False):
-        completion = Completion(0, self.text, 1, "stop")
-        yield CandidateEvent(completion)
-        yield DoneEvent(GenerationResult((completion,), None, 0.0))
-
-
 def _lintseq_answer(programs: list[list[str]]) -> str:
     """Insertion diffs from a list of programs (lines), each the previous one plus some lines."""
     diffs, before = [], []
@@ -496,6 +482,19 @@ def _lintseq_answer(programs: list[list[str]]) -> str:
     return get_format("lintseq").render_answer(diffs)
 
 
+@functools.cache
+def _memorised(source: str, answer: str):
+    """A real tiny model that answers the write prompt of ``source``'s ``area`` with ``answer``."""
+    from model_runtime.prompting.instruction import build_instruction
+    from model_runtime.training.tiny_model import MemoriseSettings, train_memorised_model
+
+    prompt = get_format("lintseq").build(PromptRequest(build_instruction(source, "area", max_tokens=512).text))
+    folder = Path(tempfile.mkdtemp(prefix="editseq-landing-model-")) / "model"
+    report = train_memorised_model(folder, [(prompt, answer)], MemoriseSettings(steps=150))
+    assert report.final_loss < 0.05, report
+    return report.folder
+
+
 def test_writing_edit_by_edit_lands_every_step_and_notes_what_it_left_out(tmp_path):
     source = 'import os\n\n\ndef area(r):\n    """The area of a circle of radius ``r``."""\n'
     (tmp_path / "circle.py").write_text(source)
@@ -503,7 +502,7 @@ def test_writing_edit_by_edit_lands_every_step_and_notes_what_it_left_out(tmp_pa
     step2 = [*step1, "", "def area(r):", "    return math.pi * r * r"]
     step3 = [*step2, "", "print(area(2))"]
     step4 = [*step2[:3], "    r = abs(r)", *step2[3:], "", "print(area(2))"]
-    backend = _Scripted(_lintseq_answer([step1, step2, step3, step4]))
+    backend = TransformersBackend(str(_memorised(source, _lintseq_answer([step1, step2, step3, step4]))))
     result = write_function(RefineTarget(tmp_path, "circle.py", "area"), backend, source=source)
     doc = '    """The area of a circle of radius ``r``."""\n'
     with_import = source.replace("import os\n", "import os\nimport math\n")
@@ -543,3 +542,14 @@ def test_refine_results_carry_step_notes_into_their_json():
               if name not in ("step_rounds", "step_notes")}
     result = RefineResult(**fields)
     assert result.step_notes == [] and result.to_dict()["step_notes"] == []
+
+
+def test_write_refuses_an_answer_that_is_not_the_function_asked_for(tmp_path):
+    """A tiny model turned ``count_vowels(s)`` into ``def conjugate(self)``; "write" keeps the function."""
+    source = 'import os\n\n\ndef area(r):\n    """The area of a circle of radius ``r``."""\n'
+    (tmp_path / "circle.py").write_text(source)
+    other = _lintseq_answer([["def area(width, height):", "    return width * height"]])
+    result = write_function(RefineTarget(tmp_path, "circle.py", "area"),
+                            TransformersBackend(str(_memorised(source, other))), source=source)
+    assert result.diffs == [] and result.final == source
+    assert result.refused[0] == "the answer changes the signature of `area`: (r) became (width, height)"
