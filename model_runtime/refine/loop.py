@@ -575,8 +575,15 @@ def _strategy(backend: Backend, wanted: str, profile: ModelProfile | None) -> st
     return wanted
 
 
+#: How a run that never got to the tests ends (the sandbox's reasons): the environment, not the code.
+_NOT_STARTED = ("pytest did not start", "pytest refused the arguments", "pytest ended with exit status")
+
+
 def _check_test_ids(result: RunResult) -> None:
-    """A requested id that matches no test is a mistake in the request, not a red test."""
+    """A requested id that matches no test is a mistake in the request, not a red test; a sandbox where
+    pytest cannot start (a broken plugin, an INTERNALERROR, bad options) is an error, not 0 tests passed."""
+    if result.status == "crashed" and result.reason.startswith(_NOT_STARTED):
+        raise RefineError(f"the tests cannot run in the sandbox: {result.reason}")
     for test in result.tests:
         if test.phase == "collect" and test.message.startswith(_NOT_FOUND):
             raise RefineError(test.message)

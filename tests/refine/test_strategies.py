@@ -97,3 +97,14 @@ def test_a_file_with_a_utf8_bom_is_refined_and_keeps_its_bom(tmp_path):
     result = refine(RefineTarget(root, path, function), tests, TransformersBackend(str(rewrite_model())),
                     sandbox=sandbox(root), budget=RefineBudget(rounds=1))
     assert result.verified and result.final.startswith("\ufeffdef clamp(")
+
+
+def test_a_sandbox_where_pytest_cannot_start_is_an_error_not_a_red_test(tmp_path):
+    """It read as "best 0/51 passed ... not verified" in the editor."""
+    from model_runtime.refine.loop import RefineError
+
+    root, path, function, tests = write_workspace(tmp_path, "clamp")
+    (root / "conftest.py").write_text("def pytest_collection_modifyitems(items):\n    raise RuntimeError('broken')\n")
+    with pytest.raises(RefineError, match="the tests cannot run in the sandbox: pytest ended with exit status 3"):
+        refine(RefineTarget(root, path, function), tests, TransformersBackend(str(rewrite_model())),
+               sandbox=sandbox(root), budget=RefineBudget(rounds=1))
