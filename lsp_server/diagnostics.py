@@ -80,6 +80,13 @@ def report_diagnostics(report, root: Path) -> dict[str, list[t.Diagnostic]]:
     return out
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 class ReportWatcher:
     """The failure report of the workspace, re-read when it changes and published as diagnostics.
 
@@ -91,6 +98,7 @@ class ReportWatcher:
         self._server = server
         self.report = None
         self._published: set[str] = set()
+        self._diagnostics: dict[str, list[t.Diagnostic]] = {}
         self._mtime: int | None = None
         self._poller: asyncio.Task | None = None
 
@@ -102,11 +110,12 @@ class ReportWatcher:
 
     async def refresh(self) -> None:
         """Read the failure report (in a thread) and publish what changed."""
-        from model_runtime.sandbox.failure_report import read_report
+        from model_runtime.sandbox.failure_report import read_report, report_path
 
         ls, root = self._server, self._server.root
         if root is None:
             return
+        self._mtime = _mtime(report_path(root))  # what the poller compares with: this read saw it
         try:
             self.report = await asyncio.to_thread(read_report, root)
             published = report_diagnostics(self.report, root)
@@ -118,9 +127,23 @@ class ReportWatcher:
         for uri, diagnostics in published.items():
             ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
         self._published = set(published)
+        self._diagnostics = published
+
+    def reopened(self, uri: str) -> None:
+        """A document opened again: its diagnostics, which some clients drop on close, go out again."""
+        diagnostics = self._diagnostics.get(uri)
+        if diagnostics:
+            self._server.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
 
     async def watch(self) -> None:
-        """Watch the report: registered file events where the client can, else polling its mtime."""
+        """Watch the report: registered file events where the client can, *and* polling its mtime.
+
+        A client's watcher may never deliver the change (eglot misses the atomic
+        rename, and a ``*`` ``.gitignore`` in ``.editseq/`` hides it from watch
+        lists), so the poller always runs; it reads the report only when the
+        file on disk differs from what the last read saw, so a delivered event
+        costs nothing twice.
+        """
         from model_runtime.sandbox.failure_report import REPORT_RELPATH, report_path
 
         ls = self._server
@@ -132,19 +155,14 @@ class ReportWatcher:
             try:
                 await ls.client_register_capability_async(t.RegistrationParams(registrations=[t.Registration(
                     id=str(uuid.uuid4()), method=t.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)]))
-                await self.refresh()
-                return
-            except Exception as exc:  # fall back to polling, which every client supports
+            except Exception as exc:  # polling alone, which every client supports
                 log.warning("file watch registration failed: %s", exc)
         if ls.root is not None:
             self._poller = asyncio.create_task(self._poll(report_path(ls.root)))
 
     async def _poll(self, path: Path) -> None:
         while True:
-            try:
-                mtime = path.stat().st_mtime_ns
-            except OSError:
-                mtime = None
+            mtime = _mtime(path)
             if mtime != self._mtime:
                 self._mtime = mtime
                 try:

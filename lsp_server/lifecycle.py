@@ -18,8 +18,8 @@ from lsprotocol import types as t
 from .settings import CLIENT_SETTINGS
 from .state import EditseqServer
 
-__all__ = ["did_change", "did_change_configuration", "did_change_watched_files", "did_close", "exit", "initialize",
-           "initialized", "shutdown", "stop"]
+__all__ = ["did_change", "did_change_configuration", "did_change_watched_files", "did_close", "did_open", "exit",
+           "initialize", "initialized", "shutdown", "stop"]
 
 
 def initialize(ls: EditseqServer, params: t.InitializeParams) -> None:
@@ -61,6 +61,10 @@ async def did_change_watched_files(ls: EditseqServer, params: t.DidChangeWatched
 
 def did_change(ls: EditseqServer, params: t.DidChangeTextDocumentParams) -> None:
     ls.runs.drop_stale(params.text_document.uri)
+
+
+def did_open(ls: EditseqServer, params: t.DidOpenTextDocumentParams) -> None:
+    ls.report_watcher.reopened(params.text_document.uri)
 
 
 def did_close(ls: EditseqServer, params: t.DidCloseTextDocumentParams) -> None:

@@ -278,3 +278,28 @@ async def test_a_run_with_nothing_to_apply_resolves_to_an_answer_once(client, tm
     started = time.perf_counter()
     again = await client.code_action_resolve_async(resolved)
     assert time.perf_counter() - started < 1.0 and again.data == resolved.data  # no second run
+
+
+# --------------------------------------------------------------------------- diagnostics without file events
+
+
+async def test_diagnostics_follow_the_report_when_the_clients_watcher_is_silent(client, tmp_path):
+    """A client that registers for file events but never delivers the report's change (eglot, with the
+    atomic rename) still sees diagnostics appear and clear; a reopened buffer gets them back."""
+    write_files(tmp_path, {"clamp.py": CLAMP, "tests/test_clamp.py": CLAMP_TESTS})
+    await start(client, tmp_path, "visual-studio-code", model=str(lsp_model()), reportPollInterval=0.1)
+    uri = open_doc(client, tmp_path / "clamp.py", CLAMP)
+    failure = TestFailure(
+        node_id="tests/test_clamp.py::test_below", test_path="tests/test_clamp.py", test_line=9,
+        message="assert 10 == 0", target_path="clamp.py", target_function="clamp", target_line=4,
+        expected="0", actual="10", feedback="")
+    write_report(tmp_path, FailureReport.new(tmp_path, [failure], []))  # no event is sent for it
+    await until(lambda: client.diagnostics.get(uri))
+
+    client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=uri)))
+    client.diagnostics.pop(uri)
+    open_doc(client, tmp_path / "clamp.py", CLAMP)
+    await until(lambda: client.diagnostics.get(uri))  # given back on reopening
+
+    write_report(tmp_path, FailureReport.new(tmp_path, [], ["tests/test_clamp.py::test_below"]))
+    await until(lambda: uri in client.diagnostics and len(client.diagnostics[uri]) == 0)
