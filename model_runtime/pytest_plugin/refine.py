@@ -95,8 +95,9 @@ def settings_from_config(config: pytest.Config) -> RefineSettings:
             max_new_tokens=config.getoption("editseq_max_new_tokens"),
             strategy=config.getoption("editseq_strategy"), prompt_format=config.getoption("editseq_format"),
             temperature=config.getoption("editseq_temperature"), timeout=config.getoption("editseq_timeout"),
-            # The interpreter running pytest runs the tests; the user's pytest variables are passed on.
-            python=sys.executable,
+            # The interpreter running pytest runs the tests; the user's pytest variables and options are
+            # passed on.
+            python=sys.executable, pytest_args=sandbox_pytest_args(config.invocation_params.args),
         )
     except EditseqError as exc:
         raise pytest.UsageError(f"editseq: {exc}") from None
@@ -195,3 +196,25 @@ def _table(terminal, outcomes: list[RefineOutcome]) -> None:
     verified = sum(o.verified for o in outcomes)
     applied = sum(o.applied for o in outcomes)
     terminal.write_line(f"editseq: {verified}/{len(outcomes)} function(s) verified green, {applied} applied")
+
+
+#: The options of the user's pytest command that the sandbox's pytest needs too, each with its value.
+_PASSED_ON = ("-p", "-o", "--override-ini", "-W", "--pythonwarnings", "--import-mode")
+
+
+def sandbox_pytest_args(args) -> tuple[str, ...]:
+    """The options of ``args`` (the user's pytest command line) that change how tests load and run.
+
+    ``-p no:asyncio`` or ``-o python_functions=check_*`` changed what the user's
+    run collected but not the sandbox's, so a refine could see other tests.
+    Paths, ``-c``/``--rootdir`` (the sandbox's root is its shadow copy) and
+    editseq's own options are not passed.
+    """
+    out, args = [], [str(a) for a in args]
+    for i, arg in enumerate(args):
+        for option in _PASSED_ON:
+            if arg == option and i + 1 < len(args):
+                out += [arg, args[i + 1]]
+            elif arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option) and len(arg) > 2):
+                out.append(arg)
+    return tuple(out)

@@ -45,6 +45,8 @@ class RunConfig:
     timeout: float | None = None
     python: str | None = None
     sandbox_env: Mapping[str, str] = field(default_factory=dict)
+    #: Options for the sandbox's pytest (the user's ``-p``, ``-o``, ``-W``, ``--import-mode``).
+    pytest_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.model.strip():

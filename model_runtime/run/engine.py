@@ -77,7 +77,8 @@ def _close(backend: Backend) -> None:
 def make_sandbox(config: RunConfig, root: str | os.PathLike[str]) -> Sandbox:
     """The sandbox for ``root``: ``config``'s interpreter and limits, the user's pytest variables passed in."""
     env = {name: os.environ[name] for name in PYTEST_VARIABLES if name in os.environ}
-    return Sandbox(Path(root), python=config.python, limits=config.limits, env={**env, **config.sandbox_env})
+    return Sandbox(Path(root), python=config.python, limits=config.limits, env={**env, **config.sandbox_env},
+                   pytest_args=config.pytest_args)
 
 
 def sandbox_mode() -> str:

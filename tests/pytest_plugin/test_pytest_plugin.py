@@ -380,3 +380,20 @@ def test_two_runs_at_once_both_keep_their_failures(tmp_path):
         assert [run.wait(120) for run in runs] == [1, 1]
         assert sorted(f.node_id for f in read_report(root).failures) == [
             "tests/test_a.py::test_a", "tests/test_b.py::test_b"]
+
+
+def test_the_users_pytest_options_reach_the_sandbox(tmp_path):
+    """``-o python_functions=check_*`` collected the user's checks but not the sandbox's: the refine
+    then saw no test at all."""
+    from model_runtime.pytest_plugin.refine import sandbox_pytest_args
+
+    assert sandbox_pytest_args(["-p", "no:asyncio", "tests", "-o", "python_functions=check_*", "-c", "x.ini",
+                                "--editseq-model", "/m", "-Werror"]) == (
+        "-p", "no:asyncio", "-o", "python_functions=check_*", "-Werror")
+    root, path, _, _ = write_workspace(tmp_path, "clamp")
+    checks = (root / "tests" / "test_clamp.py").read_text().replace("def test_", "def check_")
+    (root / "tests" / "test_clamp.py").write_text(checks)
+    run = run_pytest(root, "-o", "python_functions=check_*", "--editseq-refine", "--editseq-apply",
+                     "--editseq-model", str(chat_model()), "--editseq-rounds", "1", "tests/test_clamp.py")
+    assert "1/1 function(s) verified green, 1 applied" in run.stdout, run.stdout + run.stderr
+    assert (root / path).read_text() == CLAMP_FIXED
