@@ -113,9 +113,11 @@ def _step_actions(ls: EditseqServer, uri: str, span: FunctionSpan) -> list[t.Cod
     for outcome in ls.runs.outcomes(uri, span.qualname):
         for k in range(1, outcome.steps + 1):
             title = prefix_title(outcome, k)
+            # Only the verified whole fix says ``isPreferred`` (true); an explicit false made eglot pick
+            # step 1/2 as its default instead.
+            preferred = True if k == outcome.steps and outcome.verified else None
             action = t.CodeAction(title=title, kind=action_kind(outcome.request.action),
-                                  data={"run": outcome.id, "k": k},
-                                  is_preferred=k == outcome.steps and outcome.verified)
+                                  data={"run": outcome.id, "k": k}, is_preferred=preferred)
             if not _resolve_supported(ls):
                 action.command = t.Command(title=title, command=APPLY_COMMAND, arguments=[outcome.id, k])
             out.append(action)

@@ -18,6 +18,7 @@ no client ever gets an edit computed on another text.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from .edits import prefix_workspace_edit
 from .model_host import ModelHost
 from .protocol import RunFailed
 from .runs import Outcome, RunRequest, execute
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Run", "RunBook"]
 
@@ -84,6 +87,8 @@ class RunBook:
             return execute(request, config, backend, run.cancel, say)
 
         self.host.run_started()
+        log.info("%s %s::%s started (tests: %s)", request.action, request.path, request.function,
+                 ", ".join(request.tests) or "none")
         run.future = asyncio.wrap_future(self._pool.submit(work))
         run.future.add_done_callback(lambda future: self._finished(run, future))
         return run
@@ -92,9 +97,13 @@ class RunBook:
         self.host.run_finished()
         if self._running.get(run.request.key) is run:
             del self._running[run.request.key]
+        request = run.request
         if future.cancelled() or future.exception() is not None:
+            why = "cancelled" if future.cancelled() else f"failed: {future.exception()}"
+            log.info("%s %s::%s %s", request.action, request.path, request.function, why)
             return
         outcome = future.result()
+        log.info("%s %s::%s: %s", request.action, request.path, request.function, outcome.summary)
         if outcome.steps and not run.cancel.is_set():
             kept = [o for o in self._outcomes.get(outcome.request.uri, [])
                     if o.request.function != outcome.request.function]

@@ -23,12 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until the client leaves; exit 0 only after a ``shutdown`` request (the protocol's rule),
     1 when the client exited without one or its input simply ended. Runs never outlive the session."""
+    import logging
     import sys
 
     from lsp_server.lifecycle import stop
     from lsp_server.protocol import BoundedInput
     from lsp_server.server import build_server
 
+    # The server's own log (runs started and ended, failures) on stderr, which clients show as the
+    # server's output; pygls's chatter stays at its default (warnings only).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("editseq %(levelname)s: %(message)s"))
+    ours = logging.getLogger("lsp_server")
+    ours.setLevel(logging.INFO)
+    ours.addHandler(handler)
     server = build_server()
     try:
         if args.tcp:

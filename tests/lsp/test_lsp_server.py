@@ -148,7 +148,7 @@ async def test_failing_tests_become_diagnostics_and_refine_goes_green_in_neovim(
     steps = [a for a in await code_actions(client, uri, 3) if "step" in a.title]
     assert [a.title for a in steps] == ["editseq: clamp step 1/2: return low",
                                        "editseq: clamp steps 1-2, passes 3/3 tests"]
-    assert steps[-1].is_preferred
+    assert steps[-1].is_preferred and steps[0].is_preferred is None  # not false: eglot then defaulted to it
     resolved = await client.code_action_resolve_async(steps[-1])
     assert resolved.edit.document_changes is None  # Neovim 0.11 declared no documentChanges
     assert apply(CLAMP, resolved.edit, "utf-8") == CLAMP_FIXED
