@@ -223,10 +223,6 @@ class OpenAIBackend:
             return profile
         return ModelProfile(("lintseq",) if "lintseq" in model_id.lower() else ("chat",), None, "model id")
 
-    def repair_strategy(self) -> str:
-        """The repair strategy ``auto`` means with this model (see :class:`~.base.ModelProfile`)."""
-        return self.profile().strategy
-
     def generate(self, request: GenerationRequest, cancel: threading.Event | None = None) -> GenerationResult:
         with closing(self.stream(request, cancel)) as events:
             for event in events:

@@ -320,10 +320,6 @@ class TransformersBackend:
             formats += ("lintseq",)
         return ModelProfile(formats, None, "tokenizer")
 
-    def repair_strategy(self) -> str:
-        """The repair strategy ``auto`` means with this model (see :class:`~.base.ModelProfile`)."""
-        return self.profile().strategy
-
     def score(self, prompt: str, answers: Sequence[str], cancel: threading.Event | None = None, *,
               batch_size: int = 16) -> list[float]:
         """log P(answer + end-of-text | prompt) for each answer, in nats (``-inf`` where cancelled).

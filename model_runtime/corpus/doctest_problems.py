@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from model_runtime.edits.code_map import free_names
 from model_runtime.evaluation.problems import Execution, Executor, Problem
 
 __all__ = [
@@ -122,7 +123,7 @@ def doctest_problems(source: str, label: str, rejected: Counter | None = None) -
         if not example_modules <= _STDLIB:
             rejected[CandidateReason.NON_STDLIB_IMPORT] += 1
             continue
-        needed = (_free_names(node) | example_names) - _BUILTINS - {node.name}
+        needed = (free_names(node) | example_names) - _BUILTINS - {node.name}
         chosen, reason = _imports_for(needed, imports, module_names)
         if reason is not None:
             rejected[reason] += 1
@@ -209,36 +210,13 @@ def _split(node: ast.FunctionDef, lines: list[str]) -> tuple[str, str] | None:
     return head, body
 
 
-def _free_names(node: ast.AST) -> set[str]:
-    """Names ``node`` reads that nothing inside it binds (scopes merged: conservative enough here)."""
-    loads, stores = set(), set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name):
-            (loads if isinstance(sub.ctx, ast.Load) else stores).add(sub.id)
-        elif isinstance(sub, ast.arg):
-            stores.add(sub.arg)
-        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and sub is not node:
-            stores.add(sub.name)
-        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-            stores.update((a.asname or a.name).split(".")[0] for a in sub.names)
-        elif isinstance(sub, ast.ExceptHandler) and sub.name:
-            stores.add(sub.name)
-        elif isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
-            stores.add(sub.name)
-        elif isinstance(sub, ast.MatchMapping) and sub.rest:
-            stores.add(sub.rest)
-        elif isinstance(sub, ast.Global):
-            loads.update(sub.names)  # module state: never self-contained
-    return loads - stores
-
-
 def _example_names(examples: Sequence[doctest.Example]) -> tuple[set[str], set[str], set[str]]:
     """``(free, bound, modules)``: names the examples read before any example binds them, names
     they bind, and the top-level modules they import (``""`` for a relative import)."""
     free, bound, modules = set(), set(), set()
     for example in examples:
         tree = ast.parse(example.source)
-        free |= _free_names(tree) - bound
+        free |= free_names(tree) - bound
         for sub in ast.walk(tree):
             if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
                 bound.add(sub.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-__all__ = ["FunctionSpan", "function_spans", "functions_at", "is_empty_body", "spans_at"]
+__all__ = ["FunctionSpan", "free_names", "function_spans", "functions_at", "is_empty_body", "spans_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,35 @@ def is_empty_body(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             continue
         return False
     return True
+
+
+def free_names(node: ast.AST) -> set[str]:
+    """The names ``node`` reads but does not bind itself: what it needs from the module around it.
+
+    Scopes are merged: anything bound anywhere inside (a nested function's
+    variable too) counts as bound, which errs towards "needs nothing more". A
+    name declared ``global`` stays free even where it is assigned: it is
+    module state. Used to decide which helpers a landed function needs, and
+    whether a documented function is self-contained enough to be a problem.
+    """
+    loads, stores, declared = set(), set(), set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            (loads if isinstance(n.ctx, ast.Load) else stores).add(n.id)
+        elif isinstance(n, ast.arg):
+            stores.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node:
+            stores.add(n.name)
+        elif isinstance(n, ast.alias):
+            stores.add(n.asname or n.name.split(".")[0])
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            stores.add(n.name)
+        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+            stores.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            stores.add(n.rest)
+        elif isinstance(n, ast.Global):
+            declared.update(n.names)
+            loads.update(n.names)
+    return loads - (stores - declared)
+

@@ -317,7 +317,7 @@ class CountingBackend:
         self.tokens += result.new_tokens
         return result
 
-    def __getattr__(self, name: str):  # score, repair_strategy: whatever else the backend offers
+    def __getattr__(self, name: str):  # score, profile: whatever else the backend offers
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from model_runtime.edits.code_map import is_empty_body
+from model_runtime.edits.code_map import free_names, is_empty_body
 from model_runtime.errors import EditseqError
 
 __all__ = ["FunctionTarget", "Landing", "RefineError", "file_diff", "locate_function", "read_source", "with_docstring"]
@@ -255,7 +255,7 @@ class _Answer:
     def land(self) -> Landing:
         target = self.target
         node, code = self._function()
-        needed = _free_names(node) if node is not None else _free_names_of(target.code)
+        needed = free_names(node) if node is not None else _free_names_of(target.code)
         imports = self._imports()
         helpers = self._helpers(needed)
         for statement in self.body:
@@ -339,7 +339,7 @@ class _Answer:
             statement = latest.get(wanted)
             if statement is None or id(statement) in kept or wanted in file_names:
                 continue
-            uses = _free_names(statement)
+            uses = free_names(statement)
             if not isinstance(statement, _Function) and self.name in uses:
                 continue  # runs at import, above the function: it would fail (a usage example)
             kept.add(id(statement))
@@ -559,37 +559,9 @@ def _module_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def _free_names(node: ast.AST) -> set[str]:
-    """The names ``node`` reads but does not bind itself: what it needs from the module.
-
-    Anything bound anywhere inside counts as local (a nested function's
-    variable too): the cost is a helper missed, never a usage example kept
-    because a local happens to share its name.
-    """
-    loads, stores, declared = set(), set(), set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name):
-            (loads if isinstance(n.ctx, ast.Load) else stores).add(n.id)
-        elif isinstance(n, ast.arg):
-            stores.add(n.arg)
-        elif isinstance(n, _Def) and n is not node:
-            stores.add(n.name)
-        elif isinstance(n, ast.alias):
-            stores.add(n.asname or n.name.split(".")[0])
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            stores.add(n.name)
-        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
-            stores.add(n.name)
-        elif isinstance(n, ast.MatchMapping) and n.rest:
-            stores.add(n.rest)
-        elif isinstance(n, ast.Global):
-            declared.update(n.names)
-    return loads - (stores - declared)
-
-
 def _free_names_of(code: str) -> set[str]:
     try:
-        return _free_names(ast.parse(code))
+        return free_names(ast.parse(code))
     except _PARSE_ERRORS:
         return set()
 

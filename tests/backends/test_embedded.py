@@ -43,7 +43,7 @@ def test_the_embedded_name_loads_the_shipped_model_and_prefers_ranking():
     backend = TransformersBackend(TransformersConfig(model=defaults.EMBEDDED_MODEL, device="cpu",
                                                      local_files_only=True))
     assert backend.loaded.source == str(embedded_model_dir())
-    assert backend.repair_strategy() == "rank"
+    assert backend.profile().strategy == "rank"
 
 
 def test_scores_are_log_likelihoods_that_match_one_forward_pass():

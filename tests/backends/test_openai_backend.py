@@ -55,13 +55,6 @@ def rendered(messages) -> str:
 
 
 @pytest.fixture(scope="module")
-def local(tiny_lintseq_model):
-    backend = TransformersBackend(str(tiny_lintseq_model.folder))
-    backend.load()
-    return backend
-
-
-@pytest.fixture(scope="module")
 def server(local):
     with running_server(local, model_name="tiny") as server:
         yield server
@@ -300,7 +293,7 @@ def test_profile_over_http(local, chat_local, remote, chat_remote, server):
     for here, there in [(local, remote), (chat_local, chat_remote)]:
         expected = here.profile()
         assert there.profile() == ModelProfile(expected.formats, expected.repair, "server")
-        assert there.repair_strategy() == expected.strategy
+        assert there.profile().strategy == expected.strategy
     assert httpx.get(server.base_url + "/models").json()["data"][0]["editseq"] == {
         "formats": list(local.profile().formats), "repair": local.profile().repair}
     chat = OpenAIBackend(OpenAIConfig(server.base_url, "tiny", prompt_format="chat"))

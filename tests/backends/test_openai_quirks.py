@@ -24,17 +24,9 @@ from model_runtime.backends import (
     OpenAIBackend,
     OpenAIConfig,
     TextEvent,
-    TransformersBackend,
 )
 from model_runtime.backends.openai_backend import match_model
 from model_runtime.backends.openai_server import running_server
-
-
-@pytest.fixture(scope="module")
-def local(tiny_lintseq_model):
-    backend = TransformersBackend(str(tiny_lintseq_model.folder))
-    backend.load()
-    return backend
 
 
 @pytest.fixture(scope="module")

@@ -81,9 +81,9 @@ def test_rounds_that_test_new_edits_are_not_stale_and_the_budget_holds(tmp_path)
 
 
 def test_auto_follows_the_manifest_and_a_model_without_one_generates():
-    assert _embedded().repair_strategy() == "rank"
+    assert _embedded().profile().strategy == "rank"
     plain = TransformersBackend(TransformersConfig(model=str(repair_model()), device="cpu"))
-    assert plain.repair_strategy() == "generate"
+    assert plain.profile().strategy == "generate"
 
 
 def test_a_backend_that_cannot_score_cannot_rank(tmp_path):

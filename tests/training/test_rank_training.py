@@ -58,7 +58,7 @@ def test_trains_checkpoints_resumes_and_the_model_scores(tiny_lintseq_model, tmp
     backend = TransformersBackend(TransformersConfig(model=str(out), device="cpu"))
     scores = backend.score("def f():\n", ["@@ -1,1 +1,1 @@\n-a\n+b", "x"])
     assert len(scores) == 2 and all(s < 0 for s in scores)
-    assert backend.repair_strategy() == "rank"  # its manifest says what it was trained for
+    assert backend.profile().strategy == "rank"  # its manifest says what it was trained for
 
 
 def test_bad_input_exits_2_with_a_message(tiny_lintseq_model, tmp_path, capsys):
