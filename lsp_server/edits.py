@@ -30,7 +30,8 @@ __all__ = ["first_step_insertion", "prefix_title", "prefix_workspace_edit"]
 
 
 def prefix_title(outcome: Outcome, k: int) -> str:
-    """``step 1/3: ...``, ``steps 1-2/3: ...``, and for all steps ``steps 1-3, passes 5/5 tests``."""
+    """``step 1/3: ...``, ``steps 1-2/3: ...``, and for all steps ``steps 1-3, passes 5/5 tests (2 failing +
+    3 passing in their files)``: the counts say what was checked."""
     n, label = outcome.steps, outcome.labels[k - 1]
     name = outcome.request.function
     if k < n:
@@ -39,7 +40,8 @@ def prefix_title(outcome: Outcome, k: int) -> str:
     if not outcome.tested:
         return for_user(f"{name} {steps}, parses (no tests run)")
     verdict = "passes" if outcome.verified else "not verified:"
-    return for_user(f"{name} {steps}, {verdict} {outcome.passed}/{outcome.total} tests")
+    checked = f" ({outcome.checked})" if outcome.checked else ""
+    return for_user(f"{name} {steps}, {verdict} {outcome.passed}/{outcome.total} tests{checked}")
 
 
 def _range(r) -> t.Range:

@@ -57,6 +57,8 @@ class Outcome:
     total: int
     tested: bool
     summary: str
+    #: What ``passed``/``total`` count ("2 failing + 3 passing in their files").
+    checked: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -140,9 +142,9 @@ def _refined(request: RunRequest, result) -> Outcome:
     reasons = _with_notes(reasons, getattr(result, "step_notes", []))
     state = "verified green" if result.verified else f"not verified ({result.reason})"
     return Outcome(request, texts, _labels(texts), reasons, verified=result.verified,
-                   passed=result.best.passed, total=result.best.total, tested=True,
-                   summary=f"{request.function}: {state}, {result.best.passed}/{result.best.total} tests pass, "
-                           f"{len(result.diffs)} step(s)")
+                   passed=result.best.passed, total=result.best.total, tested=True, checked=result.checked_words,
+                   summary=f"{request.function}: {state}, {result.best.passed}/{result.best.total} tests pass "
+                           f"({result.checked_words}), {len(result.diffs)} step(s)")
 
 
 def _with_notes(reasons: list[str], notes: list[str]) -> list[str]:

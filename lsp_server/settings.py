@@ -56,6 +56,9 @@ class Settings:
     format: str = defaults.PROMPT_FORMAT
     #: How repair rounds find candidates: auto (follow the model), generate, rank or rewrite.
     strategy: str = defaults.STRATEGY
+    #: Besides the failing tests, the tests that passed before must still pass: those in the same files
+    #: (files), the whole suite (suite), or none (failing).
+    verify: str = defaults.VERIFY
     rounds: int = defaults.ROUNDS
     candidates: int = defaults.CANDIDATES
     maxNewTokens: int = defaults.MAX_NEW_TOKENS
@@ -76,7 +79,8 @@ class Settings:
     maxFileBytes: int = 500_000
 
 
-_CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS, "strategy": defaults.STRATEGIES}
+_CHOICES = {"backend": defaults.BACKENDS, "format": defaults.WRITE_FORMATS, "strategy": defaults.STRATEGIES,
+            "verify": defaults.VERIFY_SCOPES}
 _POSITIVE = {"rounds": 0, "candidates": 1, "maxNewTokens": 1, "timeout": 1e-9, "resolveTimeout": 0,
              "reportPollInterval": 0.05, "maxFileBytes": 1, "temperature": 0}
 #: Upper bounds (the engine's, where it has one): no setting may tie the machine up for ever.
@@ -200,4 +204,4 @@ def run_config(settings: Settings) -> RunConfig:
                      device=settings.device, rounds=settings.rounds, candidates=settings.candidates,
                      max_new_tokens=settings.maxNewTokens, temperature=settings.temperature,
                      timeout=settings.timeout, python=settings.python or None, prompt_format=settings.format,
-                     strategy=settings.strategy)
+                     strategy=settings.strategy, verify=settings.verify)

@@ -54,6 +54,15 @@ ROUNDS = 4
 STRATEGIES = ("auto", "generate", "rank", "rewrite")
 STRATEGY = "auto"
 
+#: What "verified" checks besides the failing tests: ``files`` (every test in the failing tests'
+#: files that passed before the change must still pass), ``suite`` (every test a bare ``pytest``
+#: collects that passed before), ``failing`` (only the failing tests: fastest, and a fix may then
+#: break a test that passed).
+VERIFY_SCOPES = ("files", "suite", "failing")
+VERIFY = "files"
+#: The test id that stands for the whole suite (what a bare ``pytest`` collects: ``testpaths``, else the rootdir).
+SUITE = "."
+
 #: Upper bounds on every number a front end takes (flags, options, settings), so that no value can
 #: tie the machine up for ever or overflow: checked where a request, budget or run config is made.
 LIMITS = {

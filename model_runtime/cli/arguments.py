@@ -28,6 +28,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, backend_help: str 
                         help="auto (cuda, then mps, then cpu), or a torch device")
 
 
+def add_verify_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verify``: what must still pass besides the failing tests."""
+    parser.add_argument("--verify", choices=defaults.VERIFY_SCOPES, default=defaults.VERIFY,
+                        help="besides the failing tests, the tests that passed before must still pass: those in "
+                             "the same files (files, default), the whole suite (suite), or none (failing)")
+
+
 def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
     """``--strategy`` (how repair rounds find candidates) and ``--format`` (what the model speaks)."""
     parser.add_argument("--strategy", choices=defaults.STRATEGIES, default=defaults.STRATEGY,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from model_runtime import defaults
 
-from .arguments import MODEL_HELP, add_backend_arguments, add_strategy_argument
+from .arguments import MODEL_HELP, add_backend_arguments, add_strategy_argument, add_verify_argument
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT, EXIT_NOT_WRITTEN = 0, 1, 2, 3
 
@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", "-k", type=int, default=defaults.CANDIDATES,
                         help=f"candidates per round (default: {defaults.CANDIDATES})")
     add_strategy_argument(parser)
+    add_verify_argument(parser)
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock budget for the whole run, which also bounds each test run")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS)
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     try:
         config = run_config(args, rounds=args.rounds, candidates=args.candidates, strategy=args.strategy,
-                            prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
+                            verify=args.verify, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, timeout=args.timeout, python=args.python)
         if not args.json:
             print(f"editseq refine: tests run in the sandbox ({engine.sandbox_mode()})", file=sys.stderr)
@@ -173,7 +174,7 @@ class _TextPrinter:
                 self._say(f"step {number}: {note}")
         state = "verified green" if result.verified else f"NOT verified (stopped: {result.reason})"
         self._say(f"{result.path}::{result.function}: {state} after {result.rounds} repair round(s), "
-                  f"{result.best.passed}/{result.best.total} tests passed")
+                  f"{result.best.passed}/{result.best.total} tests passed ({result.checked_words})")
         if applied:
             self._say(f"applied to {result.path}")
         elif why and why != "nothing to change":

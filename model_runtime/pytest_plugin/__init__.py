@@ -35,6 +35,7 @@ through the run seam). May import: ``run``, ``sandbox`` (the failure report),
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import ChainMap
 from pathlib import Path
@@ -70,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"candidates per round ({defaults.CANDIDATES})")
     group.addoption("--editseq-strategy", default=defaults.STRATEGY, choices=defaults.STRATEGIES,
                     help=f"how repair rounds find candidates ({defaults.STRATEGY}: follow the model)")
+    group.addoption("--editseq-verify", default=defaults.VERIFY, choices=defaults.VERIFY_SCOPES,
+                    help="besides the failing tests, what must still pass: the tests that passed in the same "
+                         f"files (files), the suite (suite) or nothing more (failing) ({defaults.VERIFY})")
     group.addoption("--editseq-format", default=defaults.PROMPT_FORMAT, choices=defaults.WRITE_FORMATS,
                     help=f"the prompt format the model speaks: lintseq or chat ({defaults.PROMPT_FORMAT}: "
                          "read it off the model)")
@@ -82,6 +86,60 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("editseq_model", default="", help="model for --editseq-refine")
     parser.addini("editseq_backend", default="", help="backend for --editseq-refine: transformers or openai")
     parser.addini("editseq_endpoint", default="", help="OpenAI-compatible server for --editseq-backend openai")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Undo what ``--editseq-model /path`` (a value after a space) did to the rootdir.
+
+    pytest finds the rootdir and the ini file before it loads installed
+    plugins, so it does not know our options yet and takes a path given as
+    their value for a test path: the rootdir (and the report with it) moved to
+    the model's folder. Here, with our options known, the rootdir is worked
+    out again from the real test paths. Where only the rootdir differs it is
+    put back; where the ini file differs too (the options and plugins pytest
+    already read from it are the wrong ones) the run stops with the fix to
+    type (``--editseq-model=/path``), before any test or report is touched.
+    """
+    values = _spaced_values(args)
+    if not values:
+        return
+    from _pytest.config.findpaths import determine_setup
+
+    ns = early_config.known_args_namespace
+    wanted = {"inifile": ns.inifilename, "override_ini": getattr(ns, "override_ini", None), "args": ns.file_or_dir,
+              "rootdir_cmd_arg": ns.rootdir or None, "invocation_dir": early_config.invocation_params.dir}
+    accepted = inspect.signature(determine_setup).parameters
+    rootpath, inipath = determine_setup(**{k: v for k, v in wanted.items() if k in accepted})[:2]
+    if (rootpath, inipath) == (early_config.rootpath, early_config.inipath):
+        return
+    spelled = " ".join(f"{option}={value}" for option, value in values)
+    if inipath != early_config.inipath or not hasattr(early_config, "_rootpath"):
+        raise pytest.UsageError(
+            f"editseq: pytest read the value of {' '.join(o for o, _ in values)} as a test path before editseq's "
+            f"options were known, and took its configuration from {early_config.inipath or 'no file'} instead of "
+            f"{inipath or 'none'}; write {spelled}")
+    if ns.confcutdir == str(early_config.rootpath):  # pytest derived it from the wrong rootdir
+        ns.confcutdir = str(rootpath)
+    early_config._rootpath = rootpath  # noqa: SLF001 - no public way to correct it; checked above
+    parser.extra_info["rootdir"] = str(rootpath)
+
+
+def _spaced_values(args: list[str]) -> list[tuple[str, str]]:
+    """``(option, value)`` for each of our options given as ``--option value`` (two words)."""
+    found = []
+    for word, value in zip(args, args[1:]):
+        if word in _VALUED and not value.startswith("-"):
+            found.append((word, value))
+    return found
+
+
+#: Our options that take a value (every ``--editseq-*`` option but the switches).
+_VALUED = frozenset({
+    "--editseq-model", "--editseq-backend", "--editseq-endpoint", "--editseq-rounds", "--editseq-candidates",
+    "--editseq-strategy", "--editseq-verify", "--editseq-format", "--editseq-timeout", "--editseq-max-new-tokens",
+    "--editseq-temperature", "--editseq-device",
+})
 
 
 def pytest_configure(config: pytest.Config) -> None:

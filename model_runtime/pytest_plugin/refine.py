@@ -52,12 +52,12 @@ class RefineSettings:
 
 @dataclass(frozen=True)
 class RefineGroup:
-    """One function to refine: its failing tests, and every test the loop runs (failing ones first)."""
+    """One function to refine and its failing tests (the loop also keeps the tests that passed passing:
+    ``--editseq-verify``)."""
 
     path: str
     function: str
     failing: tuple[str, ...]
-    tests: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ class RefineOutcome:
     passed: int = 0
     total: int = 0
     applied: bool = False
+
+
+#: What ``--editseq-verify`` keeps passing, for the summary line.
+_KEPT = {"files": "the tests of their files", "suite": "the suite", "failing": "no other test"}
 
 
 def settings_from_config(config: pytest.Config) -> RefineSettings:
@@ -93,11 +97,12 @@ def settings_from_config(config: pytest.Config) -> RefineSettings:
             model=model, backend=backend, endpoint=endpoint, device=config.getoption("editseq_device"),
             rounds=config.getoption("editseq_rounds"), candidates=config.getoption("editseq_candidates"),
             max_new_tokens=config.getoption("editseq_max_new_tokens"),
-            strategy=config.getoption("editseq_strategy"), prompt_format=config.getoption("editseq_format"),
+            strategy=config.getoption("editseq_strategy"), verify=config.getoption("editseq_verify"), prompt_format=config.getoption("editseq_format"),
             temperature=config.getoption("editseq_temperature"), timeout=config.getoption("editseq_timeout"),
             # The interpreter running pytest runs the tests; the user's pytest variables and options are
             # passed on.
-            python=sys.executable, pytest_args=sandbox_pytest_args(config.invocation_params.args),
+            python=sys.executable,
+            pytest_args=sandbox_pytest_args(config.invocation_params.args, config.rootpath, config.inipath),
         )
     except EditseqError as exc:
         raise pytest.UsageError(f"editseq: {exc}") from None
@@ -113,11 +118,7 @@ def group_failures(report: FailureReport) -> tuple[list[RefineGroup], list[str]]
             failing.setdefault((failure.target_path, failure.target_function), []).append(failure.node_id)
         else:
             orphans.append(failure.node_id)
-    groups = []
-    for (path, function), nodes in failing.items():
-        files = {node.split("::", 1)[0] for node in nodes}
-        nearby = [p for p in report.passed if p.split("::", 1)[0] in files]
-        groups.append(RefineGroup(path, function, tuple(nodes), tuple(dict.fromkeys([*nodes, *nearby]))))
+    groups = [RefineGroup(path, function, tuple(nodes)) for (path, function), nodes in failing.items()]
     return groups, orphans
 
 
@@ -135,7 +136,7 @@ def refine_report(root: Path, report: FailureReport, settings: RefineSettings, t
     try:
         for group in groups:
             terminal.write_line(f"{group.path}::{group.function}: refining for {len(group.failing)} failing "
-                                f"test(s), {len(group.tests)} run")
+                                f"test(s), keeping {_KEPT[settings.run.verify]} passing")
             if backend is None and unusable is None:
                 try:  # the model loads (or the endpoint is checked) once, on the first function
                     backend = engine.open_backend(settings.run, endpoint_option=ENDPOINT_OPTION)
@@ -163,7 +164,7 @@ def _refine_one(root: Path, group: RefineGroup, settings: RefineSettings, backen
             terminal.write_line(f"  round {event.round}: best {event.best_passed}/{event.total} passed")
 
     try:
-        result = engine.refine(settings.run, backend, root, group.path, group.function, group.tests,
+        result = engine.refine(settings.run, backend, root, group.path, group.function, group.failing,
                                on_event=progress)
     except EditseqError as exc:
         terminal.write_line(f"  error: {exc}", red=True)
@@ -202,13 +203,17 @@ def _table(terminal, outcomes: list[RefineOutcome]) -> None:
 _PASSED_ON = ("-p", "-o", "--override-ini", "-W", "--pythonwarnings", "--import-mode")
 
 
-def sandbox_pytest_args(args) -> tuple[str, ...]:
+def sandbox_pytest_args(args, root: Path | None = None, inifile: Path | None = None) -> tuple[str, ...]:
     """The options of ``args`` (the user's pytest command line) that change how tests load and run.
 
     ``-p no:asyncio`` or ``-o python_functions=check_*`` changed what the user's
     run collected but not the sandbox's, so a refine could see other tests.
-    Paths, ``-c``/``--rootdir`` (the sandbox's root is its shadow copy) and
-    editseq's own options are not passed.
+    The configuration file the run used (``inifile``: found, or named by
+    ``-c``) is named to the sandbox's pytest, relative to the workspace when it
+    is inside it (the shadow copy has it there), so a ``-c ci/pytest.ini`` or
+    an ini file above the rootdir reaches the sandbox. The rootdir itself is
+    ``root``, the workspace the sandbox copies (a ``--rootdir`` is honoured that
+    way). Paths and editseq's own options are not passed.
     """
     out, args = [], [str(a) for a in args]
     for i, arg in enumerate(args):
@@ -217,4 +222,10 @@ def sandbox_pytest_args(args) -> tuple[str, ...]:
                 out += [arg, args[i + 1]]
             elif arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option) and len(arg) > 2):
                 out.append(arg)
+    if inifile is not None:
+        try:
+            named = Path(inifile).resolve().relative_to(Path(root).resolve()).as_posix() if root else str(inifile)
+        except ValueError:  # outside the workspace: by its absolute path (readable if the sandbox lets it be)
+            named = str(inifile)
+        out += ["-c", named]
     return tuple(out)

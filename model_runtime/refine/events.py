@@ -217,9 +217,23 @@ class RefineResult:
     #: function (:meth:`~model_runtime.refine.target.Landing.note_since`), ``""`` when nothing,
     #: so an editor can say that the ``print`` calls of an answer were not applied.
     step_notes: list[str] = field(default_factory=list)
+    #: What ``best.total`` counts: ``verify`` (``files``, ``suite``, ``failing``), ``failing`` (the
+    #: tests asked about that failed before the change) and ``kept`` (the others, which passed before
+    #: it and must still pass), so that a front end can say "2 failing + 12 passing in their files".
+    checked: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def checked_words(self) -> str:
+        """What the counts cover, for a label: ``2 failing + 3 passing in their files``."""
+        checked = self.checked or {}
+        failing, kept, scope = checked.get("failing", self.best.total), checked.get("kept", 0), checked.get("verify")
+        if scope == "failing":
+            return "the failing tests only"
+        where = "the suite" if scope == "suite" else "their files"
+        return f"{failing} failing + {kept} passing in {where}"
 
     def done_event(self) -> RefineDone:
         return RefineDone(

@@ -23,6 +23,16 @@ the public LintSeq models were tuned for; a chat model is asked for one diff),
 new imports at the top and new helpers it calls) lands in the file
 (:meth:`~model_runtime.refine.target.FunctionTarget.land`); the rest of an
 answer (examples, tests, prints) is dropped and the step says so.
+What a run checks (``verify``): the failing tests, and the tests that passed
+before the change, so that a fix is never offered as verified while it breaks
+a test that passed. Round 0 runs the original code against the failing tests'
+files (``files``, the default), the whole suite (``suite``) or only the
+failing tests (``failing``); the tests among them that passed are kept, and
+every later run runs the failing tests plus those. Tests that failed before
+and are not among the failing ones asked about (another bug's) are left out:
+they neither block nor count. ``passed``/``total`` count the failing tests
+plus the kept ones (:attr:`RefineResult.checked` says how many failed
+before and how many passed).
 Candidates are ranked by tests passed, then by fewer edits; the best one
 changes only for one that passes *more* tests. A candidate that leaves the
 code as it was (the faulty code copied back) or repeats a program already run
@@ -53,6 +63,7 @@ path as file diffs and the whole trajectory as plain data.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -72,6 +83,7 @@ from model_runtime.prompting.feedback import execution_feedback
 from model_runtime.prompting.formats import ChatFormat, PromptFormat, PromptRequest, get_format
 from model_runtime.prompting.instruction import InstructionTooLong, build_instruction
 from model_runtime.prompting.proposals import interpret_completion, single_edit_answers
+from model_runtime.sandbox.results import CaseResult, matches
 from model_runtime.sandbox.runner import RunResult, Sandbox, SandboxError
 
 from .events import (
@@ -167,11 +179,15 @@ def refine(
     on_event: EventSink | None = None,
     cancel: threading.Event | None = None,
     source: str | None = None,
+    verify: str = defaults.VERIFY,
 ) -> RefineResult:
     """Repair ``target`` until ``tests`` pass or the budget is spent (see the module docstring).
 
     ``source`` is the file's text when it differs from the disk (an editor's
     unsaved buffer): the loop starts from it and the tests run it.
+
+    ``verify`` is what else must pass (see the module docstring): ``files``,
+    ``suite`` or ``failing``.
 
     Raises :class:`RefineError` for input that can never work: no such file or
     function, no test ids, a test id that matches no test. Model errors are
@@ -180,6 +196,8 @@ def refine(
     tests = list(dict.fromkeys(tests))
     if not tests:
         raise RefineError("no test ids: the loop needs tests to know when the code is right")
+    if verify not in defaults.VERIFY_SCOPES:
+        raise RefineError(f"verify must be one of {', '.join(defaults.VERIFY_SCOPES)}, got {verify!r}")
     workspace = Path(target.workspace).resolve()
     if not workspace.is_dir():
         raise RefineError(f"workspace is not a folder: {target.workspace}")
@@ -195,7 +213,7 @@ def refine(
         sandbox = Sandbox(workspace)
     elif sandbox.workspace != workspace:
         raise RefineError(f"the sandbox runs {sandbox.workspace}, not the target's workspace {workspace}")
-    loop = _Loop(function, instruction, tests, backend, sandbox, budget, on_event or (lambda event: None))
+    loop = _Loop(function, instruction, tests, backend, sandbox, budget, on_event or (lambda event: None), verify)
     with _Stopper(cancel, budget.seconds) as stopper:
         return loop.run(stopper)
 
@@ -251,11 +269,14 @@ class _Loop:
 
     def __init__(
         self, function: FunctionTarget, instruction: str, tests: list[str], backend: Backend,
-        sandbox: Sandbox, budget: RefineBudget, emit: EventSink,
+        sandbox: Sandbox, budget: RefineBudget, emit: EventSink, verify: str = defaults.VERIFY,
     ) -> None:
         self.function = function
         self.instruction = instruction
-        self.tests = tests
+        self.tests = tests  # the failing tests: they must pass
+        self.verify = verify
+        self.kept: tuple[str, ...] | None = None  # the other tests that passed in round 0: they must still pass
+        self.failing_before = 0  # the tests asked about that failed in round 0
         self.backend = backend
         self.sandbox = sandbox
         self.budget = budget
@@ -479,10 +500,14 @@ class _Loop:
             _copy_outcome(earlier, candidate)
             self._settle(record, candidate, steps, "duplicate")
             return None
+        baseline = self.kept is None
         try:
-            result = self.sandbox.run(self.tests, {self.function.path: text}, cancel=self.stop.event)
+            result = self.sandbox.run(self._run_ids(), {self.function.path: text}, cancel=self.stop.event)
         except SandboxError as exc:
             raise RefineError(str(exc)) from None
+        if baseline:
+            self.kept = self._passing_others(result) if result.status not in ("refused", "cancelled") else ()
+            self.failing_before = sum(c.bad for c in self._checked(result).tests if self._asked(c.node_id))
         _account(record, result)
         if result.status == "refused":
             candidate.refused.append(result.reason)
@@ -492,9 +517,37 @@ class _Loop:
         else:
             status = "tested"
             self.runs[text] = candidate
-            _take_outcome(candidate, result, self.budget.feedback_tokens)
+            _take_outcome(candidate, self._checked(result), self.budget.feedback_tokens)
         self._settle(record, candidate, steps, status)
         return result
+
+    def _run_ids(self) -> list[str]:
+        """Round 0: the failing tests and their files (or the suite); after it, the failing plus the kept."""
+        if self.kept is not None:
+            return [*self.tests, *self.kept]
+        if self.verify == "suite":
+            return [*self.tests, defaults.SUITE]
+        if self.verify == "files":
+            return list(dict.fromkeys([*self.tests, *(test.split("::", 1)[0] for test in self.tests)]))
+        return list(self.tests)
+
+    def _asked(self, node_id: str) -> bool:
+        return any(matches(node_id, test) for test in self.tests)
+
+    def _passing_others(self, result: RunResult) -> tuple[str, ...]:
+        return tuple(c.node_id for c in result.tests if c.outcome == "passed" and not self._asked(c.node_id))
+
+    def _checked(self, result: RunResult) -> RunResult:
+        """``result`` with only the tests that decide: the failing ones asked about and the kept ones.
+
+        A kept test missing from a run (its module no longer imports) is a failure, never a pass.
+        """
+        kept = set(self.kept or ())
+        cases = [c for c in result.tests if self._asked(c.node_id) or c.node_id in kept]
+        seen = {c.node_id for c in cases}
+        cases += [CaseResult(node, "not_run", message="passed before the change; did not run after it")
+                  for node in self.kept or () if node not in seen]
+        return dataclasses.replace(result, tests=tuple(cases))
 
     def _settle(self, record: RoundRecord, candidate: CandidateRecord, steps: list, status: str) -> None:
         candidate.status = status
@@ -523,6 +576,8 @@ class _Loop:
             verified=best.green, reason=reason, rounds=repairs, original=function.source, final=texts[-1],
             diffs=diffs, diff=file_diff(function.source, texts[-1], function.path), best=best,
             trajectory=self.rounds, seconds=seconds, step_rounds=rounds, step_notes=notes,
+            checked={"verify": self.verify, "failing": self.failing_before,
+                     "kept": max(0, best.total - self.failing_before)},
         )
 
     def _path(self, candidate: CandidateRecord) -> Sequence[Landing]:

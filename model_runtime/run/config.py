@@ -42,6 +42,8 @@ class RunConfig:
     prompt_format: str = defaults.PROMPT_FORMAT
     #: How repair rounds find candidates (``auto``, ``generate``, ``rank``; see ``RefineBudget``).
     strategy: str = defaults.STRATEGY
+    #: What "verified" checks besides the failing tests: ``files``, ``suite`` or ``failing`` (see the refine loop).
+    verify: str = defaults.VERIFY
     timeout: float | None = None
     python: str | None = None
     sandbox_env: Mapping[str, str] = field(default_factory=dict)
@@ -58,6 +60,8 @@ class RunConfig:
         if self.prompt_format not in defaults.WRITE_FORMATS:
             raise ConfigError(f"the prompt format must be one of {', '.join(defaults.WRITE_FORMATS)}, "
                               f"got {self.prompt_format!r}")
+        if self.verify not in defaults.VERIFY_SCOPES:
+            raise ConfigError(f"verify must be one of {', '.join(defaults.VERIFY_SCOPES)}, got {self.verify!r}")
         if self.timeout is not None and not (math.isfinite(self.timeout)
                                              and 0 < self.timeout <= defaults.LIMITS["timeout"]):
             raise ConfigError(f"the timeout must be a positive number of seconds up to "

@@ -91,7 +91,8 @@ def sandbox_mode() -> str:
 def refine(config: RunConfig, backend: Backend, root: str | os.PathLike[str], path: str, function: str,
            tests: Iterable[str], *, source: str | None = None, on_event: Callable | None = None,
            cancel: threading.Event | None = None):
-    """Repair ``path::function`` until ``tests`` pass in the sandbox, within ``config``'s budget.
+    """Repair ``path::function`` until ``tests`` pass in the sandbox, within ``config``'s budget, without
+    breaking the tests that passed (``config.verify``: those in the same files, the suite, or none).
 
     ``source`` is the file's text when an editor holds unsaved changes.
     Returns the loop's :class:`~model_runtime.refine.events.RefineResult`.
@@ -101,7 +102,7 @@ def refine(config: RunConfig, backend: Backend, root: str | os.PathLike[str], pa
 
     return refine_loop(RefineTarget(Path(root), path, function), tests, backend,
                        sandbox=make_sandbox(config, root), budget=config.budget, on_event=on_event,
-                       cancel=cancel, source=source)
+                       cancel=cancel, source=source, verify=config.verify)
 
 
 def write(config: RunConfig, backend: Backend, root: str | os.PathLike[str], path: str, function: str, *,

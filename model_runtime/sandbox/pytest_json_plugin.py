@@ -104,8 +104,8 @@ def pytest_configure(config):
 
 
 def _matches(nodeid, wanted):
-    """``wanted`` is a test, a class, a parametrized test's base id, a file or a folder."""
-    if nodeid == wanted:
+    """``wanted`` is a test, a class, a parametrized test's base id, a file, a folder or ``.`` (all)."""
+    if nodeid == wanted or wanted == ".":  # "." is the whole suite
         return True
     if "::" in wanted:
         return nodeid.startswith((wanted + "::", wanted + "["))

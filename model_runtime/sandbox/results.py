@@ -227,8 +227,8 @@ class Results:
 
 
 def matches(node_id: str, wanted: str) -> bool:
-    """Same rule as the plugin's selection: an exact id, a parametrized variant, or a container."""
-    if node_id == wanted:
+    """Same rule as the plugin's selection: an exact id, a parametrized variant, a container, or ``.`` (all)."""
+    if node_id == wanted or wanted == ".":  # "." is the whole suite
         return True
     if "::" in wanted:
         return node_id.startswith((wanted + "::", wanted + "["))

@@ -114,6 +114,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_runtime.defaults import SUITE
 from model_runtime.edits.diff_apply import python_syntax_error
 from model_runtime.sandbox.errors import SandboxError
 from model_runtime.sandbox.process import (
@@ -265,8 +266,8 @@ class Sandbox:
         *,
         cancel: threading.Event | None = None,
     ) -> RunResult:
-        """Run ``test_ids`` (pytest node ids, files or folders, relative to the workspace)
-        with ``files`` (relative path -> new text) written over the shadow copy.
+        """Run ``test_ids`` (pytest node ids, files or folders, relative to the workspace; ``.``
+        for the whole suite, as a bare ``pytest`` collects it) with ``files`` (relative path -> new text) written over the shadow copy.
 
         Raises :class:`SandboxError` for input that can never run (an id or a
         path outside the workspace, no ids, a workspace over the size cap);
@@ -279,7 +280,8 @@ class Sandbox:
         if not wanted:
             raise SandboxError("no test ids to run")
         for test_id in wanted:
-            relative(test_id.split("::", 1)[0], "a test id's file")
+            if test_id != SUITE:
+                relative(test_id.split("::", 1)[0], "a test id's file")
         for rel, text in files.items():
             relative(rel, "a candidate file")
             problem = python_syntax_error(text) if rel.endswith(".py") else None
@@ -339,7 +341,8 @@ class Sandbox:
         (run_dir / "select.json").write_text(json.dumps(wanted), encoding="utf-8")
         for folder in ("home", "tmp"):
             (run_dir / folder).mkdir()
-        paths = list(dict.fromkeys(w.split("::", 1)[0] for w in wanted))
+        # The whole suite: no paths at all, so pytest collects what a bare ``pytest`` would (testpaths).
+        paths = [] if SUITE in wanted else list(dict.fromkeys(w.split("::", 1)[0] for w in wanted))
         command = [
             *self._prefix(run_dir),
             self.python, str(plugin_dir / f"{PLUGIN_MODULE}.py"),

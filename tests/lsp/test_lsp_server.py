@@ -147,7 +147,7 @@ async def test_failing_tests_become_diagnostics_and_refine_goes_green_in_neovim(
 
     steps = [a for a in await code_actions(client, uri, 3) if "step" in a.title]
     assert [a.title for a in steps] == ["editseq: clamp step 1/2: return low",
-                                       "editseq: clamp steps 1-2, passes 3/3 tests"]
+                                       "editseq: clamp steps 1-2, passes 3/3 tests (2 failing + 1 passing in their files)"]
     assert steps[-1].is_preferred and steps[0].is_preferred is None  # not false: eglot then defaulted to it
     resolved = await client.code_action_resolve_async(steps[-1])
     assert resolved.edit.document_changes is None  # Neovim 0.11 declared no documentChanges

@@ -328,7 +328,7 @@ def test_a_model_that_knows_the_fix_goes_green_and_applies_only_when_asked(tmp_p
     run = run_pytest(root, "--editseq-refine", *model, "tests/test_clamp.py")
     assert run.returncode == 1, run.stdout + run.stderr
     out = run.stdout
-    assert "clamp.py::clamp: refining for 2 failing test(s), 3 run" in out
+    assert "clamp.py::clamp: refining for 2 failing test(s), keeping the tests of their files passing" in out
     assert "other.py" not in out  # only what failed in this run is refined
     lines = out.splitlines()
     diff = lines[lines.index("--- a/clamp.py"):next(i for i, l in enumerate(lines) if "editseq refine summary" in l)]
@@ -394,6 +394,16 @@ def test_the_users_pytest_options_reach_the_sandbox(tmp_path):
     checks = (root / "tests" / "test_clamp.py").read_text().replace("def test_", "def check_")
     (root / "tests" / "test_clamp.py").write_text(checks)
     run = run_pytest(root, "-o", "python_functions=check_*", "--editseq-refine", "--editseq-apply",
+                     "--editseq-model", str(chat_model()), "--editseq-rounds", "1", "tests/test_clamp.py")
+    assert "1/1 function(s) verified green, 1 applied" in run.stdout, run.stdout + run.stderr
+    assert (root / path).read_text() == CLAMP_FIXED
+
+    # The same checks collected through a configuration file named with -c (not the rootdir's):
+    # the sandbox's pytest reads the same file, so it collects the same tests.
+    (root / path).write_text(CLAMP)
+    write(root, {"ci/pytest.ini": "[pytest]\npython_functions = check_*\n"})
+    assert sandbox_pytest_args(["-c", "ci/pytest.ini"], root, root / "ci" / "pytest.ini") == ("-c", "ci/pytest.ini")
+    run = run_pytest(root, "-c", "ci/pytest.ini", "--editseq-refine", "--editseq-apply",
                      "--editseq-model", str(chat_model()), "--editseq-rounds", "1", "tests/test_clamp.py")
     assert "1/1 function(s) verified green, 1 applied" in run.stdout, run.stdout + run.stderr
     assert (root / path).read_text() == CLAMP_FIXED

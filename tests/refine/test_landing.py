@@ -526,7 +526,7 @@ def test_the_editor_appends_each_steps_note_to_its_reason():
               SimpleNamespace(feedback="AssertionError: 2 != 3")]
     result = SimpleNamespace(original=original, diffs=diffs, step_rounds=[1, 2], trajectory=rounds,
                              step_notes=["", "only `add` landed: dropped print(...)"], verified=True,
-                             reason="green", best=best)
+                             reason="green", best=best, checked_words="1 failing + 0 passing in their files")
     outcome = _refined(request, result)
     assert outcome.reasons == ["round 1: AssertionError: 1 != 3",
                                "round 2: AssertionError: 2 != 3; only `add` landed: dropped print(...)"]

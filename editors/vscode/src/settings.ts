@@ -20,6 +20,7 @@ export const SERVER_SETTING_KEYS = [
   "device",
   "format",
   "strategy",
+  "verify",
   "rounds",
   "candidates",
   "maxNewTokens",

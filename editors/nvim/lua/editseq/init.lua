@@ -22,6 +22,7 @@ M.known_settings = {
   device = "string",
   format = "string",
   strategy = "string",
+  verify = "string",
   rounds = "number",
   candidates = "number",
   maxNewTokens = "number",
