@@ -110,9 +110,9 @@ def _run_action(ls: EditseqServer, action: str, title: str, doc, span: FunctionS
 def _step_actions(ls: EditseqServer, uri: str, span: FunctionSpan) -> list[t.CodeAction]:
     """One code action per step prefix of each finished run of ``span`` that still applies."""
     out = []
-    for outcome in ls.runs.outcomes(uri, span.qualname):
-        for k in range(1, outcome.steps + 1):
-            title = prefix_title(outcome, k)
+    for outcome, done in ls.runs.outcomes(uri, span.qualname):
+        for k in range(done + 1, outcome.steps + 1):
+            title = prefix_title(outcome, k, done)
             # Only the verified whole fix says ``isPreferred`` (true); an explicit false made eglot pick
             # step 1/2 as its default instead.
             preferred = True if k == outcome.steps and outcome.verified else None
@@ -274,14 +274,15 @@ def _end_progress(ls: EditseqServer, token: str | None, message: str) -> None:
 
 
 async def apply_command(ls: EditseqServer, run_id: str, k: int) -> dict:
-    """Steps ``1..k`` of a finished run, applied with ``workspace/applyEdit`` (clients without resolve)."""
+    """A finished run's steps up to ``k`` (those not applied yet), applied with ``workspace/applyEdit``
+    (clients without resolve)."""
     try:
         outcome = ls.runs.find(run_id)
         edit = ls.runs.step_edit(outcome, k, ls.encoding, ls.client_capabilities)
     except EditseqError as exc:
         raise request_failed(exc) from None
     result = await ls.workspace_apply_edit_async(t.ApplyWorkspaceEditParams(
-        edit=edit, label=for_user(f"{outcome.request.function} steps 1-{k}")))
+        edit=edit, label=for_user(f"{outcome.request.function} steps to {k}/{outcome.steps}")))
     return {"applied": result.applied, "reason": result.failure_reason}
 
 
@@ -289,11 +290,11 @@ async def apply_command(ls: EditseqServer, run_id: str, k: int) -> dict:
 
 
 def inline_completion(ls: EditseqServer, params: t.InlineCompletionParams) -> t.InlineCompletionList:
-    """Step 1 of a finished run as ghost text, when it inserts exactly at the cursor."""
+    """The next step of a finished run as ghost text, when it inserts exactly at the cursor."""
     ls.open_document(params.text_document.uri)
     position, items = params.position, []
-    for outcome in ls.runs.outcomes(params.text_document.uri):
-        text = first_step_insertion(outcome, position, ls.encoding)
+    for outcome, done in ls.runs.outcomes(params.text_document.uri):
+        text = first_step_insertion(outcome, position, ls.encoding, done)
         if text is not None:
             items.append(t.InlineCompletionItem(insert_text=text, range=t.Range(start=position, end=position)))
     return t.InlineCompletionList(items=items)

@@ -19,6 +19,8 @@ custom protocol; anything else stays a code action.
 
 from __future__ import annotations
 
+import dataclasses
+
 from lsprotocol import types as t
 
 from model_runtime.edits.step_edits import prefix_edits
@@ -29,14 +31,15 @@ from .runs import Outcome
 __all__ = ["first_step_insertion", "prefix_title", "prefix_workspace_edit"]
 
 
-def prefix_title(outcome: Outcome, k: int) -> str:
+def prefix_title(outcome: Outcome, k: int, done: int = 0) -> str:
     """``step 1/3: ...``, ``steps 1-2/3: ...``, and for all steps ``steps 1-3, passes 5/5 tests (2 failing +
-    3 passing in their files)``: the counts say what was checked."""
-    n, label = outcome.steps, outcome.labels[k - 1]
+    3 passing in their files)``: the counts say what was checked. With ``done`` steps applied already
+    the rest count from there: ``step 2/3: ...``, ``steps 2-3, passes ...``."""
+    n, label, first = outcome.steps, outcome.labels[k - 1], done + 1
     name = outcome.request.function
     if k < n:
-        return for_user(f"{name} step 1/{n}: {label}" if k == 1 else f"{name} steps 1-{k}/{n}: {label}")
-    steps = "step 1/1" if n == 1 else f"steps 1-{n}"
+        return for_user(f"{name} step {k}/{n}: {label}" if k == first else f"{name} steps {first}-{k}/{n}: {label}")
+    steps = f"step {n}/{n}" if first == n else f"steps {first}-{n}"
     if not outcome.tested:
         return for_user(f"{name} {steps}, parses (no tests run)")
     verdict = "passes" if outcome.verified else "not verified:"
@@ -50,13 +53,14 @@ def _range(r) -> t.Range:
 
 
 def prefix_workspace_edit(outcome: Outcome, k: int, version: int, encoding: str,
-                          capabilities: t.ClientCapabilities) -> t.WorkspaceEdit:
-    """Steps ``1..k`` of ``outcome`` as one edit of the document at ``version``."""
+                          capabilities: t.ClientCapabilities, done: int = 0) -> t.WorkspaceEdit:
+    """Steps ``done+1..k`` of ``outcome`` as one edit of the document at ``version`` (which holds
+    ``outcome.texts[done]``)."""
     workspace_edit = capabilities.workspace and capabilities.workspace.workspace_edit
     versioned = bool(workspace_edit and workspace_edit.document_changes)
     annotated = versioned and workspace_edit.change_annotation_support is not None
     uri, n = outcome.request.uri, outcome.steps
-    pieces = prefix_edits(outcome.texts, k, encoding)
+    pieces = [dataclasses.replace(p, step=p.step + done) for p in prefix_edits(outcome.texts[done:], k - done, encoding)]
     if not versioned:
         return t.WorkspaceEdit(changes={uri: [t.TextEdit(range=_range(p.edit.range), new_text=p.edit.new_text)
                                               for p in pieces]})
@@ -77,11 +81,11 @@ def prefix_workspace_edit(outcome: Outcome, k: int, version: int, encoding: str,
     return t.WorkspaceEdit(document_changes=[document], change_annotations=annotations)
 
 
-def first_step_insertion(outcome: Outcome, position: t.Position, encoding: str) -> str | None:
-    """The text step 1 inserts at ``position``, or ``None`` if step 1 is anything else."""
-    if outcome.steps < 1:
+def first_step_insertion(outcome: Outcome, position: t.Position, encoding: str, done: int = 0) -> str | None:
+    """The text the next step (``done + 1``) inserts at ``position``, or ``None`` if it is anything else."""
+    if outcome.steps <= done:
         return None
-    pieces = prefix_edits(outcome.texts, 1, encoding)
+    pieces = prefix_edits(outcome.texts[done:], 1, encoding)
     if len(pieces) != 1:
         return None
     edit = pieces[0].edit

@@ -8,11 +8,14 @@ a code action, and the command it falls back to when it takes longer than
 rather than starting another.
 
 Finished: a run with steps leaves an :class:`~.runs.Outcome`, one per function
-and document, which remembers the document version and text it started from.
-Its steps are offered only while the document still has that text (an undo
-back to it re-pins them to the new version); any other edit drops them. The
-check is repeated when an edit is handed out (:meth:`RunBook.step_edit`), so
-no client ever gets an edit computed on another text.
+and document, which remembers the text before and after each step. Its
+remaining steps are offered while the document holds one of those texts:
+after step 1 is applied, steps 2.. are still offered from there, and an undo
+back to the original offers all of them again. Any other text offers nothing,
+but the outcome is kept (undo may come back to it) until the function runs
+again or the document closes. The check is repeated when an edit is handed out
+(:meth:`RunBook.step_edit`), so no client ever gets an edit computed on
+another text.
 """
 
 from __future__ import annotations
@@ -119,35 +122,39 @@ class RunBook:
         for run in list(self._running.values()):
             run.cancel.set()
 
-    def close(self) -> None:
+    def close(self, wait_seconds: float = 0.0) -> None:
+        """Cancel every run and stop the pool; with ``wait_seconds``, wait that long at most for the
+        runs to wind down (their test processes killed) before returning."""
         self.cancel_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if wait_seconds > 0:
+            waiter = threading.Thread(target=self._pool.shutdown, kwargs={"wait": True}, daemon=True)
+            waiter.start()
+            waiter.join(wait_seconds)
 
     # -- finished -------------------------------------------------------------------------
 
-    def fresh_version(self, outcome: Outcome) -> int | None:
-        """The document version ``outcome`` applies to now, or ``None`` if the text moved on."""
+    def position(self, outcome: Outcome) -> tuple[int, int] | None:
+        """``(version, done)``: the document holds ``outcome.texts[done]`` (steps ``1..done`` applied, some
+        left) at ``version``; ``None`` if it holds none of them."""
         doc = self._document(outcome.request.uri)
         if doc is None:
             return None
-        if doc.version == outcome.request.version or doc.source == outcome.texts[0]:
-            return doc.version
-        return None
+        if doc.version == outcome.request.version:
+            return doc.version, 0
+        source = doc.source
+        done = next((j for j, text in enumerate(outcome.texts[:-1]) if text == source), None)
+        return None if done is None else (doc.version, done)
 
-    def outcomes(self, uri: str, function: str | None = None) -> list[Outcome]:
-        """The outcomes that still apply to ``uri`` (of ``function`` only, if given)."""
-        return [o for o in self._outcomes.get(uri, [])
-                if (function is None or o.request.function == function) and self.fresh_version(o) is not None]
-
-    def drop_stale(self, uri: str) -> None:
-        """Forget the outcomes of ``uri`` whose text is gone (after an edit of the document)."""
-        if uri not in self._outcomes:
-            return
-        kept = self.outcomes(uri)
-        if kept:
-            self._outcomes[uri] = kept
-        else:
-            del self._outcomes[uri]
+    def outcomes(self, uri: str, function: str | None = None) -> list[tuple[Outcome, int]]:
+        """``(outcome, done)`` for each outcome with steps left to offer in ``uri`` (of ``function``, if given)."""
+        found = []
+        for outcome in self._outcomes.get(uri, []):
+            if function is None or outcome.request.function == function:
+                position = self.position(outcome)
+                if position is not None:
+                    found.append((outcome, position[1]))
+        return found
 
     def forget(self, uri: str) -> None:
         """Forget every outcome of ``uri`` (the document was closed)."""
@@ -162,9 +169,11 @@ class RunBook:
 
     def step_edit(self, outcome: Outcome, k: int, encoding: str,
                   capabilities: t.ClientCapabilities) -> t.WorkspaceEdit:
-        """Steps ``1..k`` of ``outcome`` as an edit of the document as it is now, checked fresh just before."""
-        version = self.fresh_version(outcome)
-        if version is None or not 1 <= k <= outcome.steps:
-            self.drop_stale(outcome.request.uri)
-            raise RunFailed("the document changed since this run; its edits were dropped (run it again)")
-        return prefix_workspace_edit(outcome, k, version, encoding, capabilities)
+        """Steps up to ``k`` of ``outcome`` (those not applied yet) as an edit of the document as it is now,
+        checked fresh just before."""
+        position = self.position(outcome)
+        if position is None or not position[1] < k <= outcome.steps:
+            raise RunFailed("the document changed since this run, or these steps are applied already "
+                            "(run it again)")
+        version, done = position
+        return prefix_workspace_edit(outcome, k, version, encoding, capabilities, done=done)

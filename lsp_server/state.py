@@ -45,6 +45,7 @@ class EditseqServer(LanguageServer):
         self.settings = Settings()
         self._sources: dict[str, Any] = {}
         self._pyproject_problems: list[str] = []
+        self._reported_problems: set[str] = set()  # the bad settings the user was told about
         self.loop: asyncio.AbstractEventLoop | None = None
         self.host = ModelHost(self._status_from_thread)
         self.runs = RunBook(self.host, lambda uri: self.workspace.text_documents.get(uri))
@@ -148,5 +149,8 @@ class EditseqServer(LanguageServer):
         """Record one source of settings, recompute them all, and report any bad value."""
         self._sources[name] = raw
         self.settings, problems = settings_from(self._sources)
+        # Each bad value once: eglot pushes the settings at connect and the server pulls them too.
         for problem in problems:
-            self.warn(problem)
+            if problem not in self._reported_problems:
+                self.warn(problem)
+        self._reported_problems = set(problems)

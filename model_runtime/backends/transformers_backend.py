@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import math
 import os
 import threading
@@ -44,6 +45,8 @@ from .base import (
     StreamEvent,
 )
 from .streaming import CandidateTracker, Emit, iterate_in_thread
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LoadedModel", "TransformersBackend", "TransformersConfig", "answer_scores", "load_model",
            "prompt_forward", "render_chat", "resolve_device"]
@@ -398,6 +401,8 @@ class TransformersBackend:
         # No token_type_ids: transformers < 5 hands every tokenizer output to generate, which refuses them.
         encoded = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=not request.messages,
                                return_token_type_ids=False).to(lm.device)
+        encoded, max_new = _fit_context(encoded, request.max_new_tokens, request.min_new_tokens,
+                                        getattr(lm.model.config, "max_position_embeddings", None))
         trackers = [CandidateTracker(i, request.stop, emit, text_deltas) for i in range(request.k)]
         rows = [trackers] if request.greedy else [[t] for t in trackers]
         watcher = TokenWatcher(lm.tokenizer, rows, lm.eos_ids, cancels)
@@ -413,8 +418,8 @@ class TransformersBackend:
                 with torch.inference_mode():
                     lm.model.generate(
                         **encoded,
-                        max_new_tokens=request.max_new_tokens,
-                        min_new_tokens=request.min_new_tokens,
+                        max_new_tokens=max_new,
+                        min_new_tokens=min(request.min_new_tokens, max_new),
                         num_return_sequences=len(rows),
                         eos_token_id=list(lm.eos_ids),
                         pad_token_id=lm.pad_id,
@@ -440,3 +445,23 @@ class TransformersBackend:
         if emit is not None:
             emit(DoneEvent(result))
         return result
+
+
+def _fit_context(encoded, max_new_tokens: int, min_new_tokens: int, context: int | None):
+    """The prompt and the new-token budget cut to the model's context (``max_position_embeddings``).
+
+    Past its context a model's answers are noise (and transformers warns on
+    every call), so the budget stops where the context ends; a prompt that
+    leaves no room for ``min_new_tokens`` keeps its tail (the code and the
+    failure are at the end), as llama.cpp shifts its context, and the log says so.
+    """
+    length = int(encoded["input_ids"].shape[1])
+    if not context or length + max_new_tokens <= context:
+        return encoded, max_new_tokens
+    room = max(min_new_tokens, min(max_new_tokens, context // 4))
+    if context - length >= min_new_tokens:
+        return encoded, context - length
+    keep = context - room
+    log.warning("the prompt (%d tokens) leaves no room in the model's %d-token context: its first %d tokens "
+                "are left out", length, context, length - keep)
+    return {name: value[:, -keep:] for name, value in encoded.items()}, room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import threading
@@ -252,3 +253,31 @@ def test_make_backend_reads_settings_the_same_way_everywhere():
     assert isinstance(remote, OpenAIBackend)
     with pytest.raises(ValueError, match="unknown backend 'vllm'"):
         make_backend("vllm", "m")
+
+
+def test_generation_stays_inside_the_models_context_without_transformers_warning(backend, prompt, caplog):
+    """Every run printed transformers' "will exceed the model's predefined maximum length" warning:
+    the budget now stops where the context ends, and a prompt that fills it keeps its tail."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    context = backend.loaded.model.config.max_position_embeddings  # 1024 for the tiny model
+    caplog.set_level(logging.WARNING)
+    hf_logging.enable_propagation()  # transformers' own handler would hide the warning from caplog
+    request = functools.partial(GenerationRequest, temperature=3.0, seed=5, max_new_tokens=context)
+    try:
+        _generate_past_the_context(backend, prompt, context, request, caplog)
+    finally:
+        hf_logging.disable_propagation()
+
+
+def _generate_past_the_context(backend, prompt, context, request, caplog):
+    result = backend.generate(request(prompt))  # hot: it rarely stops before the budget
+    assert result.prompt_tokens + result.completions[0].new_tokens <= context
+    assert "predefined maximum length" not in caplog.text
+    huge = prompt + "# filler line\n" * context  # longer than the whole context on its own
+    result = backend.generate(request(huge))
+    assert result.prompt_tokens < context and result.completions[0].new_tokens >= 1
+    assert "leaves no room in the model's 1024-token context" in caplog.text
+    assert "predefined maximum length" not in caplog.text

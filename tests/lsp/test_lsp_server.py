@@ -72,6 +72,13 @@ async def test_write_resolves_to_versioned_annotated_steps_in_vscode(client, tmp
     await until(lambda: len(client.messages) >= 2)
     warnings = " | ".join(m.message for m in client.messages)
     assert "'rounds'" in warnings and "pyproject" in warnings and "'candidates'" in warnings
+    # The same bad value pushed again (eglot pushes at connect while the server pulls) is not said twice.
+    told = len(client.messages)
+    for _ in range(3):
+        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(
+            settings={"editseq": {"candidates": 0}}))
+    await asyncio.sleep(0.3)
+    assert len(client.messages) == told + 1, client.messages  # said once, for the settings section
 
     started = time.perf_counter()
     (action,) = await code_actions(client, uri, 1)
@@ -108,6 +115,30 @@ async def test_write_resolves_to_versioned_annotated_steps_in_vscode(client, tmp
     assert titles == ["editseq: write add edit by edit"]
     with pytest.raises(Exception, match="changed"):
         await client.code_action_resolve_async(step_one)
+
+    def replace_all(version: int, text: str) -> None:
+        client.text_document_did_change(t.DidChangeTextDocumentParams(
+            text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[t.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    # Undo back to the text the run started from offers every step again; applying step 1 leaves
+    # step 2 on offer (from there), and undoing step 1 brings both back.
+    replace_all(5, STUB)
+    assert [a.title for a in await code_actions(client, uri, 1)][:2] == steps[:2]
+    step_one = (await code_actions(client, uri, 1))[0]
+    after_one = apply(STUB, (await client.code_action_resolve_async(step_one)).edit, "utf-16")
+    replace_all(6, after_one)
+    (rest, *_) = await code_actions(client, uri, 1)
+    assert rest.title == "editseq: add step 2/2, parses (no tests run)"
+    resolved = await client.code_action_resolve_async(rest)
+    assert resolved.edit.document_changes[0].text_document.version == 6
+    assert apply(after_one, resolved.edit, "utf-16") == STUB_WRITTEN
+    with pytest.raises(Exception, match="applied already"):  # step 1 again, on the text that has it
+        await client.code_action_resolve_async(step_one)
+    replace_all(7, STUB_WRITTEN)  # all applied: nothing left to offer
+    assert [a.title for a in await code_actions(client, uri, 1)] == []
+    replace_all(8, STUB)
+    assert [a.title for a in await code_actions(client, uri, 1)][:2] == steps[:2]
 
 
 # --------------------------------------------------------------------------- red to green, Neovim
