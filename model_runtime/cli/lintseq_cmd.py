@@ -6,8 +6,12 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 from .arguments import positive_int
+
+#: Where ``--from-repo`` writes without ``-o``: inside the repository, in a folder git ignores.
+REPO_OUTPUT = ".editseq/lintseq-paths.jsonl"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("input", nargs="?", metavar="INPUT.jsonl", help="input rows (JSON lines)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT.jsonl",
-                        help="where to write the paths (written atomically)")
+    parser.add_argument("-o", "--output", metavar="OUTPUT.jsonl",
+                        help="where to write the paths (written atomically; with --from-repo the default is "
+                             f"DIR/{REPO_OUTPUT}, which git ignores)")
     parser.add_argument("--from-repo", metavar="DIR",
                         help="take documented functions and classes of this repository as input "
                              "(honours .gitignore)")
@@ -65,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.input) == bool(args.from_repo):
         print("editseq lintseq: give either INPUT.jsonl or --from-repo DIR", file=sys.stderr)
         return 2
+    defaulted = args.output is None
+    if defaulted:
+        if not args.from_repo:
+            print("editseq lintseq: give the output file (-o OUTPUT.jsonl)", file=sys.stderr)
+            return 2
+        args.output = str(_ignored_output(Path(args.from_repo)))
     job = LintSeqJob(
         code_field=args.code_field,
         prompt_field=args.prompt_field,
@@ -131,8 +142,21 @@ def run(args: argparse.Namespace) -> int:
         line += f"; repository: {scan.files} files, {scan.pairs} documented definitions"
         if skipped:
             line += f", files skipped ({skipped})"
+    if defaulted:
+        line += f"; written to {args.output}"
     print(line)
     return 0
+
+
+def _ignored_output(repo: Path) -> Path:
+    """``DIR/.editseq/lintseq-paths.jsonl``, in a folder whose ``.gitignore`` ignores it (as the failure
+    report's): the repository walked is not left with an untracked file."""
+    path = repo / REPO_OUTPUT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ignore = path.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    return path
 
 
 def _count_rows(path: str) -> int | None:

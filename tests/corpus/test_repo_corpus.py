@@ -127,6 +127,21 @@ def test_cli_from_repo(repo, tmp_path):
     assert "files skipped (non-utf8: 1, syntax-error: 1)" in proc.stdout
 
 
+def test_from_repo_without_output_writes_where_git_ignores_it(repo):
+    """``-o lintseq-paths.jsonl`` left an untracked file in the repository walked; without ``-o`` the
+    paths go to ``.editseq/`` (its ``.gitignore`` ignores everything), and the next walk skips them."""
+    proc = subprocess.run([sys.executable, "-m", "model_runtime.cli", "lintseq", "--from-repo", str(repo), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = repo / ".editseq" / "lintseq-paths.jsonl"
+    assert f"; written to {out}" in proc.stdout and len(out.read_text().splitlines()) == 4
+    assert (repo / ".editseq" / ".gitignore").read_text() == "*\n"
+    assert all(".editseq" not in path.parts for path in iter_python_files(repo))
+    proc = subprocess.run([sys.executable, "-m", "model_runtime.cli", "lintseq", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "give the output file (-o OUTPUT.jsonl)" in proc.stderr
+
+
 def test_not_a_directory(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "model_runtime.cli", "lintseq", "--from-repo", str(tmp_path / "nope"),
