@@ -1,4 +1,5 @@
-"""Start-up time of two checkouts side by side: ``editseq --help`` and the language server's ``initialize``.
+"""Start-up time side by side: ``editseq --help`` and the language server's ``initialize``, of two
+checkouts, and of jedi-language-server's ``initialize`` (``--jedi``).
 
 What a user waits for before anything happens, measured as whole fresh
 processes (interpreter start + imports + work), for an old checkout
@@ -24,8 +25,16 @@ after one untimed warm-up per checkout (bytecode caches, file cache).
     git worktree add /tmp/editseq-before <commit>
     python benchmarks/startup.py --before /tmp/editseq-before [--after .] [--repeat 7] [--json FILE]
 
+``--jedi EXE`` also times the ``jedi-language-server`` executable answering the
+same ``initialize`` (interleaved with the others; ``--before`` is then
+optional), the reference an editor user compares with:
+
+    python3 -m venv --system-site-packages ~/.cache/editseq-bench/jls
+    ~/.cache/editseq-bench/jls/bin/pip install jedi-language-server==0.47.0
+    python benchmarks/startup.py --jedi ~/.cache/editseq-bench/jls/bin/jedi-language-server
+
 Prints median and min in milliseconds per checkout and the ratio after/before
-of the medians (< 1: the after checkout starts faster). Not a test.
+of the medians (< 1: the after checkout starts faster), and after/jedi. Not a test.
 """
 
 from __future__ import annotations
@@ -131,13 +140,15 @@ class FramedReader:
             skipped += 1
 
 
-def time_initialize(python: str, tree: Path, workspace: Path, timeout: float) -> tuple[float, int]:
-    """Seconds from starting ``serve`` for *tree* to its whole ``initialize`` response, and messages skipped."""
+def time_initialize(python: str, tree: Path, workspace: Path, timeout: float,
+                    command: list[str] | None = None) -> tuple[float, int]:
+    """Seconds from starting ``serve`` for *tree* (or ``command``) to its whole ``initialize`` response,
+    and messages skipped."""
     initialize = frame({"jsonrpc": "2.0", "id": INITIALIZE_ID, "method": "initialize",
                         "params": {"processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {}}})
     with tempfile.TemporaryFile() as stderr:
         start = time.perf_counter()
-        server = subprocess.Popen([python, "-m", "model_runtime.cli", "serve"], cwd=tree, env=tree_env(tree),
+        server = subprocess.Popen(command or [python, "-m", "model_runtime.cli", "serve"], cwd=tree, env=tree_env(tree),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
         try:
             server.stdin.write(initialize)
@@ -175,7 +186,9 @@ def summary(samples: list[float]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", type=Path, required=True, help="the old checkout (e.g. a git worktree)")
+    parser.add_argument("--before", type=Path, default=None, help="the old checkout (e.g. a git worktree)")
+    parser.add_argument("--jedi", default=None, metavar="EXE",
+                        help="the jedi-language-server executable: time its initialize too")
     parser.add_argument("--after", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the new checkout (default: the one holding this script)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per checkout and measure (default: 7)")
@@ -186,7 +199,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    if args.before is None and args.jedi is None:
+        parser.error("give --before CHECKOUT, --jedi EXE, or both")
+    trees = {"after": args.after.resolve()} if args.before is None else {
+        "before": args.before.resolve(), "after": args.after.resolve()}
     for label, tree in trees.items():
         if not (tree / "model_runtime" / "__init__.py").is_file():
             parser.error(f"--{label} {tree}: no model_runtime/__init__.py there")
@@ -203,9 +219,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="editseq-startup-") as scratch:
         workspace = Path(scratch)
         (workspace / "hello.py").write_text('def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n')
+        jedi = [args.jedi] if args.jedi else None
+        jedi_samples: list[float] = []
         for label, tree in trees.items():  # untimed warm-up: bytecode caches, file cache
             time_help(args.python, tree, args.timeout)
             time_initialize(args.python, tree, workspace, args.timeout)
+        if jedi:
+            time_initialize(args.python, workspace, workspace, args.timeout, jedi)
         for _ in range(args.repeat):
             for label, tree in trees.items():
                 samples["help"][label].append(time_help(args.python, tree, args.timeout))
@@ -213,11 +233,21 @@ def main() -> int:
                 elapsed, other = time_initialize(args.python, tree, workspace, args.timeout)
                 samples["initialize"][label].append(elapsed)
                 skipped[label] += other
+            if jedi:
+                jedi_samples.append(time_initialize(args.python, workspace, workspace, args.timeout, jedi)[0])
 
     figures = {"python": args.python, "python_version": platform.python_version(), "cpus": os.cpu_count(),
                "repeat": args.repeat, "trees": {label: str(tree) for label, tree in trees.items()},
                "imported": imported, "messages_before_initialize_response": skipped, "measures": {}}
     print()
+    if jedi:
+        ours, theirs = summary(samples["initialize"]["after"]), summary(jedi_samples)
+        ratio = ours["median_ms"] / theirs["median_ms"]
+        figures["jedi_initialize"] = {"jedi": theirs, "after": ours, "ratio_median": round(ratio, 4)}
+        print(f"initialize: editseq {ours['median_ms']:.1f} / {ours['min_ms']:.1f} ms, jedi-language-server "
+              f"{theirs['median_ms']:.1f} / {theirs['min_ms']:.1f} ms (median / min): editseq/jedi {ratio:.3f}x")
+    if "before" not in trees:
+        return _written(args, figures)
     print(f"{'':22} {'before median / min':>22} {'after median / min':>22} {'after/before':>13}")
     for measure, title in measures.items():
         before, after = summary(samples[measure]["before"]), summary(samples[measure]["after"])
@@ -227,6 +257,10 @@ def main() -> int:
               f"{after['median_ms']:10.1f} / {after['min_ms']:6.1f} ms {ratio:12.3f}x")
     if any(skipped.values()):
         print(f"messages before the initialize response (skipped): {skipped}")
+    return _written(args, figures)
+
+
+def _written(args: argparse.Namespace, figures: dict) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"figures written to {args.json}")

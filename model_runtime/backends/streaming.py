@@ -29,48 +29,107 @@ class DiffSplitter:
 
     A stop string cuts the text where it starts (it is not part of the text)
     and ends the candidate; what precedes it becomes the last diff.
+
+    Each :meth:`feed` costs O(chunk + longest stop string), whatever the text
+    so far: the text is kept in pieces (joined once, by :attr:`text`), the
+    open diff too, and the scans for ``<|diff|>`` and the stop strings look
+    only at the new chunk plus the tail that could complete a match.
     """
 
     def __init__(self, stop: Sequence[str] = ()) -> None:
-        self.text = ""
         self.stopped = False
         self._stop = tuple(s for s in stop if s)
         self._longest = max((len(s) for s in self._stop), default=0)
-        self._start = 0  # where the open (not yet closed) diff begins
+        self._parts: list[str] = []  # the text, in pieces
+        self._length = 0
+        self._joined = ""  # cache of "".join(self._parts)
+        self._open: list[str] = []  # the open (not yet closed) diff, in pieces
+        self._open_tail = ""  # its last len(DIFF_TOKEN) - 1 characters: where a split token may start
+        self._tail = ""  # the text's last self._longest - 1 characters: where a stop string may start
+
+    @property
+    def text(self) -> str:
+        if len(self._joined) != self._length:
+            self._joined = "".join(self._parts)
+            self._parts = [self._joined]
+        return self._joined
+
+    def between(self, start: int, end: int) -> str:
+        """``text[start:end]`` for a recent ``start``, without joining the whole text."""
+        pieces, offset = [], self._length
+        for part in reversed(self._parts):
+            if offset <= start:
+                break
+            pieces.append(part)
+            offset -= len(part)
+        recent = "".join(reversed(pieces))
+        return recent[start - offset:end - offset]
 
     def feed(self, chunk: str) -> list[str]:
         """Add text; return the diffs it completes (all remaining ones if a stop string hit)."""
         if self.stopped or not chunk:
             return []
-        scan_from = max(0, len(self.text) - self._longest + 1)
-        self.text += chunk
-        cuts = [i for i in (self.text.find(s, scan_from) for s in self._stop) if i >= 0]
-        if cuts:
-            self.text = self.text[: min(cuts)]
-            self.stopped = True
-        diffs = []
-        while (end := self.text.find(DIFF_TOKEN, self._start)) >= 0:
-            diffs += split_edits(self.text[self._start : end])
-            self._start = end + len(DIFF_TOKEN)
+        if self._stop:
+            window = self._tail + chunk
+            cuts = [i for i in (window.find(s) for s in self._stop) if i >= 0]
+            if cuts:  # keep what precedes the stop string; the tail part of it was kept already
+                chunk = chunk[: max(0, min(cuts) - len(self._tail))]
+                self._drop_tail(len(self._tail) - min(min(cuts), len(self._tail)))
+                self.stopped = True
+        diffs = self._add(chunk)
         if self.stopped:
             diffs += self.finish()
         return diffs
+
+    def _add(self, chunk: str) -> list[str]:
+        if not chunk:
+            return []
+        self._parts.append(chunk)
+        self._length += len(chunk)
+        if self._longest > 1:
+            self._tail = (self._tail + chunk)[-(self._longest - 1):]
+        diffs = []
+        window = self._open_tail + chunk  # the open tail may hold the start of a split <|diff|>
+        while (end := window.find(DIFF_TOKEN)) >= 0:
+            diffs += split_edits("".join(self._open) + window[:end])
+            self._open, window = [], window[end + len(DIFF_TOKEN):]
+        self._set_open_tail(window)
+        return diffs
+
+    def _set_open_tail(self, window: str) -> None:
+        """The open diff ends with ``window``: all but its last characters can no longer start a token."""
+        keep = len(DIFF_TOKEN) - 1
+        if len(window) > keep:
+            self._open.append(window[:-keep])
+            window = window[-keep:]
+        self._open_tail = window
+
+    def _drop_tail(self, count: int) -> None:
+        """Take back the last ``count`` characters (the start of a stop string split across chunks)."""
+        if count <= 0:
+            return
+        text = self.text[: self._length - count]
+        self._parts, self._length, self._joined = [text], len(text), text
+        self._tail = text[-(self._longest - 1):] if self._longest > 1 else ""
+        opened = "".join(self._open) + self._open_tail
+        self._open = []
+        self._set_open_tail(opened[: max(0, len(opened) - count)])
 
     @property
     def settled(self) -> int:
         """How much of :attr:`text` is final: all of it, less a tail that may start a stop string."""
         if self.stopped:
-            return len(self.text)
-        for size in range(min(self._longest - 1, len(self.text)), 0, -1):
-            tail = self.text[-size:]
-            if any(s.startswith(tail) for s in self._stop):
-                return len(self.text) - size
-        return len(self.text)
+            return self._length
+        tail = self._tail
+        for size in range(min(self._longest - 1, len(tail)), 0, -1):
+            if any(s.startswith(tail[-size:]) for s in self._stop):
+                return self._length - size
+        return self._length
 
     def finish(self) -> list[str]:
         """End of text: the open diff, if it has any content, is complete."""
-        rest = self.text[self._start :]
-        self._start = max(self._start, len(self.text))
+        rest = "".join(self._open) + self._open_tail
+        self._open, self._open_tail = [], ""
         return split_edits(rest)
 
 
@@ -120,7 +179,7 @@ class CandidateTracker:
     def _emit_text(self, end: int) -> None:
         """Hand out text up to ``end``; text that may still turn into a stop string waits."""
         if self._text_deltas and end > self._sent:
-            self._emit(TextEvent(self.index, self._splitter.text[self._sent : end]))
+            self._emit(TextEvent(self.index, self._splitter.between(self._sent, end)))
             self._sent = end
 
     def _emit_diffs(self, diffs: list[str]) -> None:

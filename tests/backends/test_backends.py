@@ -281,3 +281,27 @@ def _generate_past_the_context(backend, prompt, context, request, caplog):
     assert result.prompt_tokens < context and result.completions[0].new_tokens >= 1
     assert "leaves no room in the model's 1024-token context" in caplog.text
     assert "predefined maximum length" not in caplog.text
+
+
+def test_streamed_diffs_and_text_equal_the_whole_texts_however_it_is_cut():
+    """The splitter scans only the new chunk and a short tail: whatever the chunking, it gives exactly
+    ``split_edits`` of the whole text, cut at the first stop string, and the text deltas add up to it."""
+    import random
+
+    rng = random.Random(0)
+    pieces = ["@@ -0,0 +1 @@\n", "+a\n", "+b = 1\n", DIFF_TOKEN, "\n", "<|di", "ff|>", "STOP", "ST", "OP", "x",
+              "<|diff|>\n<|diff|>"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        stop = rng.choice([(), ("STOP",), ("<|diff|>\n<|diff|>",), ("STOP", "x\n")])
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        found = [i for i in (text.find(s) for s in stop) if i >= 0]
+        want = text[:min(found)] if found else text
+        events = []
+        tracker = CandidateTracker(0, stop, events.append, text_deltas=True)
+        for chunk in chunks:
+            tracker.add(chunk)
+        assert tracker.finish("length").text == want, (chunks, stop)
+        assert "".join(e.text for e in events if isinstance(e, TextEvent)) == want
+        assert [e.diff for e in events if isinstance(e, EditEvent)] == split_edits(want), (chunks, stop)
