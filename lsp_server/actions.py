@@ -137,7 +137,8 @@ async def resolve_code_action(ls: EditseqServer, action: t.CodeAction) -> t.Code
             return action
         if data.get("action") not in COMMANDS or not isinstance(data.get("uri"), str):
             raise JsonRpcInvalidParams(for_user("this code action carries no editseq data"))
-        request = _request(ls, data["action"], data["uri"], int(data.get("line", 0)), list(data.get("tests") or []))
+        request = await _request(ls, data["action"], data["uri"], int(data.get("line", 0)),
+                                 list(data.get("tests") or []))
         run = ls.runs.start(request, run_config(ls.settings))
         try:
             outcome = await asyncio.wait_for(ls.runs.wait(run), ls.settings.resolveTimeout)
@@ -184,13 +185,16 @@ def _tests_for(ls: EditseqServer, path: str, function: str) -> list[str]:
     return test_ids_from_command(ls.settings.testCommand) if ls.settings.testCommand else []
 
 
-def _request(ls: EditseqServer, action: str, uri: str, line: int, tests: list[str]) -> RunRequest:
+async def _request(ls: EditseqServer, action: str, uri: str, line: int, tests: list[str]) -> RunRequest:
     """What to run for ``action`` at ``line`` of the open document ``uri``, or :class:`RunFailed` saying why not."""
     doc = ls.open_document(uri)
     if len(doc.source) > ls.settings.maxFileBytes:
         raise RunFailed(f"the document is too large ({len(doc.source):,} characters; "
                         f"maxFileBytes is {ls.settings.maxFileBytes:,})")
-    spans = spans_at(ls.function_map_now(doc), line)
+    version, source = doc.version, doc.source  # what the map is of (an edit may land while it parses)
+    spans = spans_at(await ls.function_map(doc), line)
+    if doc.version != version:
+        raise RunFailed("the document changed while this request was read; ask again")
     if not spans:
         raise RunFailed(f"no function at line {line + 1} of {uri} (or the file does not parse)")
     span = spans[-1]
@@ -202,7 +206,7 @@ def _request(ls: EditseqServer, action: str, uri: str, line: int, tests: list[st
         if not tests:
             raise RunFailed(f"no tests known for `{span.qualname}`: run pytest with the editseq plugin, "
                             "or set testCommand")
-    return RunRequest(action, uri, doc.version or 0, doc.source, ls.root, path, span.qualname, tuple(tests))
+    return RunRequest(action, uri, version or 0, source, ls.root, path, span.qualname, tuple(tests))
 
 
 async def write_command(ls: EditseqServer, uri: str, position: t.Position) -> dict:
@@ -216,7 +220,7 @@ async def refine_command(ls: EditseqServer, uri: str, position: t.Position, *tes
 async def _run_command(ls: EditseqServer, action: str, uri: str, position: t.Position, tests) -> dict:
     request_id = ls.protocol.msg_id
     try:
-        request = _request(ls, action, uri, position.line, [str(test) for test in tests])
+        request = await _request(ls, action, uri, position.line, [str(test) for test in tests])
         run = ls.runs.start(request, run_config(ls.settings))
     except EditseqError as exc:
         raise request_failed(exc) from None

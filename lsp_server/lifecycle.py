@@ -18,7 +18,7 @@ from lsprotocol import types as t
 from .settings import CLIENT_SETTINGS
 from .state import EditseqServer
 
-__all__ = ["did_change_configuration", "did_change_watched_files", "did_close", "did_open", "exit",
+__all__ = ["did_change", "did_change_configuration", "did_change_watched_files", "did_close", "did_open", "exit",
            "initialize", "initialized", "shutdown", "stop"]
 
 
@@ -57,6 +57,10 @@ async def _pull_configuration(ls: EditseqServer) -> None:
 
 async def did_change_watched_files(ls: EditseqServer, params: t.DidChangeWatchedFilesParams) -> None:
     await ls.report_watcher.refresh()
+
+
+def did_change(ls: EditseqServer, params: t.DidChangeTextDocumentParams) -> None:
+    ls.document_changed(params)
 
 
 def did_open(ls: EditseqServer, params: t.DidOpenTextDocumentParams) -> None:

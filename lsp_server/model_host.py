@@ -15,6 +15,7 @@ reuses it, and one that names another model starts a new load.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -74,6 +75,9 @@ class ModelHost:
             error = ModelUnavailable(_explain(config, exc))
             self._status("error", for_user(error))
             raise error from None
+        # torch and the model are millions of long-lived objects: out of the collector's sight, a full
+        # collection no longer stalls every request (190 ms every ~50 edits of a 1 MB file before).
+        gc.freeze()
         self._status("ready", config.model)
         return backend
 

@@ -33,6 +33,7 @@ def build_server() -> EditseqServer:
     feature(t.INITIALIZED)(lifecycle.initialized)
     feature(t.WORKSPACE_DID_CHANGE_CONFIGURATION)(lifecycle.did_change_configuration)
     feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)(lifecycle.did_change_watched_files)
+    feature(t.TEXT_DOCUMENT_DID_CHANGE)(lifecycle.did_change)
     feature(t.TEXT_DOCUMENT_DID_OPEN)(lifecycle.did_open)
     feature(t.TEXT_DOCUMENT_DID_CLOSE)(lifecycle.did_close)
     feature(t.SHUTDOWN)(lifecycle.shutdown)

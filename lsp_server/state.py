@@ -53,7 +53,7 @@ class EditseqServer(LanguageServer):
         #: The client asked ``shutdown`` before leaving (``editseq serve`` then exits 0, else 1).
         self.shutdown_received = False
         #: Each open document's function map, for its latest version only (dropped on close).
-        self._maps: dict[str, tuple[int | None, list]] = {}
+        self._maps: dict[str, tuple[int | None, Any]] = {}  # uri -> (version, CodeMap)
 
     @property
     def root(self) -> Path | None:
@@ -91,24 +91,40 @@ class EditseqServer(LanguageServer):
     async def function_map(self, doc) -> list:
         """The functions of ``doc``, parsed once per version in a worker thread: a big file never
         holds the event loop (and every other request) while it parses, and code actions on an
-        unchanged document answer from the map."""
-        from model_runtime.edits.code_map import function_spans
+        unchanged document answer from the map (which :meth:`document_changed` keeps current)."""
+        from model_runtime.edits.code_map import code_map
 
         cached = self._maps.get(doc.uri)
         if cached is not None and cached[0] == doc.version:
-            return cached[1]
+            return list(cached[1].spans)
         version, source = doc.version, doc.source
-        spans = await asyncio.to_thread(function_spans, source)
-        if doc.uri in self.workspace.text_documents:  # not closed meanwhile
-            self._maps[doc.uri] = (version, spans)
-        return spans
+        mapped = await asyncio.to_thread(code_map, source)
+        current = self.workspace.text_documents.get(doc.uri)
+        if current is not None and current.version == version:  # still open, and not edited meanwhile
+            self._maps[doc.uri] = (version, mapped)
+        return list(mapped.spans)
 
-    def function_map_now(self, doc) -> list:
-        """:meth:`function_map` without waiting: the cached map, else parsed here (a run's one parse)."""
-        from model_runtime.edits.code_map import function_spans
+    def document_changed(self, params: t.DidChangeTextDocumentParams) -> None:
+        """Keep the function map current after an edit inside one statement (only it is parsed again,
+        in microseconds); anything else drops the map, and the next request parses in a thread.
 
-        cached = self._maps.get(doc.uri)
-        return cached[1] if cached is not None and cached[0] == doc.version else function_spans(doc.source)
+        A cached map is always of the text before this change: it is stored only while its version
+        is the document's, and every change either updates it here or drops it.
+        """
+        from model_runtime.edits.code_map import source_lines, updated
+
+        uri = params.text_document.uri
+        cached, doc = self._maps.pop(uri, None), self.workspace.text_documents.get(uri)
+        changes = params.content_changes
+        if cached is None or doc is None or len(changes) != 1 or not isinstance(
+                changes[0], t.TextDocumentContentChangePartial):
+            return
+        change = changes[0].range
+        first, last = change.start.line, change.end.line
+        added = (len(source_lines(changes[0].text + "x")) - 1) - (last - first)
+        mapped = updated(cached[1], doc.source, first, last, added)
+        if mapped is not None:
+            self._maps[uri] = (doc.version, mapped)
 
     def forget_document(self, uri: str) -> None:
         self._maps.pop(uri, None)
