@@ -80,6 +80,13 @@ def report_diagnostics(report, root: Path) -> dict[str, list[t.Diagnostic]]:
     return out
 
 
+def _read_and_map(root: Path):
+    from model_runtime.sandbox.failure_report import read_report
+
+    report = read_report(root)
+    return report, report_diagnostics(report, root)
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -110,15 +117,15 @@ class ReportWatcher:
 
     async def refresh(self) -> None:
         """Read the failure report (in a thread) and publish what changed."""
-        from model_runtime.sandbox.failure_report import read_report, report_path
+        from model_runtime.sandbox.failure_report import report_path
 
         ls, root = self._server, self._server.root
         if root is None:
             return
         self._mtime = _mtime(report_path(root))  # what the poller compares with: this read saw it
         try:
-            self.report = await asyncio.to_thread(read_report, root)
-            published = report_diagnostics(self.report, root)
+            # Reading and mapping (paths resolved, per failure) both off the event loop.
+            self.report, published = await asyncio.to_thread(_read_and_map, root)
         except Exception:  # whatever a report holds, the watcher lives on for the next one
             log.exception("the failure report could not be turned into diagnostics")
             self.report, published = None, {}
