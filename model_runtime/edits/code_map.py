@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -93,11 +92,15 @@ def updated(old: CodeMap, source: str, first: int, last: int, added: int) -> Cod
     if not local.parsed:
         return None
     low_line, high_line = region
-    before = [s for s in old.spans if s.end_line < low_line]
-    after = [_shifted(s, added) for s in old.spans if high_line is not None and s.start_line > high_line]
-    spans = sorted([*before, *local.spans, *after], key=lambda s: (s.start_line, -s.end_line))
-    kept_after = tuple((a + added, b + added) for a, b in blocks[keep_after:])
-    return CodeMap(tuple(spans), (*blocks[:keep_before], *local.blocks, *kept_after), True)
+    # In document order already: no span before the region reaches into it (it starts a top-level
+    # statement or a gap), and none after it starts inside it.
+    spans = old.spans
+    split = bisect.bisect_left([s.start_line for s in spans], low_line)
+    end = split if high_line is None else bisect.bisect_right([s.start_line for s in spans], high_line)
+    after = spans[end:] if added == 0 or high_line is None else tuple(_shifted(s, added) for s in spans[end:])
+    kept_after = blocks[keep_after:] if added == 0 else tuple((a + added, b + added) for a, b in blocks[keep_after:])
+    spans = (*spans[:split], *local.spans, *(after if high_line is not None else ()))
+    return CodeMap(spans, (*blocks[:keep_before], *local.blocks, *kept_after), True)
 
 
 #: Where ``str.splitlines`` also splits and Python and LSP do not.
@@ -126,8 +129,8 @@ def _first_line(node: ast.stmt) -> int:
 
 
 def _shifted(span: FunctionSpan, lines: int) -> FunctionSpan:
-    return dataclasses.replace(span, start_line=span.start_line + lines, end_line=span.end_line + lines,
-                               def_line=span.def_line + lines)
+    return FunctionSpan(span.qualname, span.start_line + lines, span.end_line + lines, span.def_line + lines,
+                        span.empty, span.documented)
 
 
 def _spans(tree: ast.Module, offset: int) -> list[FunctionSpan]:
