@@ -97,9 +97,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     their value for a test path: the rootdir (and the report with it) moved to
     the model's folder. Here, with our options known, the rootdir is worked
     out again from the real test paths. Where only the rootdir differs it is
-    put back; where the ini file differs too (the options and plugins pytest
-    already read from it are the wrong ones) the run stops with the fix to
-    type (``--editseq-model=/path``), before any test or report is touched.
+    put back; where pytest found no ini file but the project has one that
+    holds nothing pytest reads this early (``addopts``, ``pythonpath``, ...),
+    that file is taken, as pytest would have; where the ini file differs
+    otherwise (the options and plugins pytest already read from it are the
+    wrong ones) the run stops with the fix to type
+    (``--editseq-model=/path``), before any test or report is touched.
     """
     values = _spaced_values(args)
     if not values:
@@ -110,19 +113,35 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     wanted = {"inifile": ns.inifilename, "override_ini": getattr(ns, "override_ini", None), "args": ns.file_or_dir,
               "rootdir_cmd_arg": ns.rootdir or None, "invocation_dir": early_config.invocation_params.dir}
     accepted = inspect.signature(determine_setup).parameters
-    rootpath, inipath = determine_setup(**{k: v for k, v in wanted.items() if k in accepted})[:2]
+    rootpath, inipath, inicfg = determine_setup(**{k: v for k, v in wanted.items() if k in accepted})[:3]
     if (rootpath, inipath) == (early_config.rootpath, early_config.inipath):
         return
     spelled = " ".join(f"{option}={value}" for option, value in values)
-    if inipath != early_config.inipath or not hasattr(early_config, "_rootpath"):
+    if early_config.inipath is None and inipath is not None and _adoptable(early_config, inicfg):
+        # pytest read no configuration file; the right one only holds options read later (getini):
+        # take it, as pytest would have.
+        early_config._inipath, early_config._inicfg = inipath, inicfg  # noqa: SLF001 - see the docstring
+        early_config._inicache.clear()  # noqa: SLF001
+        parser.extra_info["inifile"] = str(inipath)
+    elif inipath != early_config.inipath or not hasattr(early_config, "_rootpath"):
         raise pytest.UsageError(
             f"editseq: pytest read the value of {' '.join(o for o, _ in values)} as a test path before editseq's "
             f"options were known, and took its configuration from {early_config.inipath or 'no file'} instead of "
             f"{inipath or 'none'}; write {spelled}")
     if ns.confcutdir == str(early_config.rootpath):  # pytest derived it from the wrong rootdir
-        ns.confcutdir = str(rootpath)
+        ns.confcutdir = str(early_config.inipath.parent if early_config.inipath else rootpath)
     early_config._rootpath = rootpath  # noqa: SLF001 - no public way to correct it; checked above
     parser.extra_info["rootdir"] = str(rootpath)
+
+
+#: What pytest takes from the ini file before plugins load: a file holding one of these cannot be
+#: adopted afterwards (the run stops with the ``=`` spelling to type instead).
+_READ_EARLY = ("addopts", "pythonpath", "required_plugins", "minversion")
+
+
+def _adoptable(config: pytest.Config, inicfg) -> bool:
+    return all(hasattr(config, name) for name in ("_inipath", "_inicfg", "_inicache")) and not any(
+        key in inicfg for key in _READ_EARLY)
 
 
 def _spaced_values(args: list[str]) -> list[tuple[str, str]]:
@@ -167,45 +186,57 @@ class _Details:
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._comparison: tuple[str, str] | None = None
+        self._comparison: tuple[str, str, str] | None = None
 
     def pytest_runtest_logstart(self) -> None:
         self._comparison = None
 
     def pytest_assertrepr_compare(self, op: str, left: object, right: object) -> None:
-        """Remember a failing ``==``; returning None leaves pytest's own explanation alone."""
-        if op == "==":
-            from model_runtime.sandbox.pytest_json_plugin import safe_repr
+        """Remember a failing comparison (any operator); returning None leaves pytest's explanation alone."""
+        from model_runtime.sandbox.pytest_json_plugin import safe_repr
 
-            self._comparison = (safe_repr(left), safe_repr(right))
+        self._comparison = (op, safe_repr(left), safe_repr(right))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         report = yield
         if report.failed and call.excinfo is not None:
-            report.editseq = _details(self._root, call.excinfo, self._comparison)
+            report.editseq = _details(self._root, item, call.excinfo, self._comparison)
         return report
 
 
-def _details(root: Path, excinfo: pytest.ExceptionInfo, comparison: tuple[str, str] | None) -> dict:
-    """The function under test and the compared values, as plain data that survives xdist."""
-    from model_runtime.sandbox.pytest_json_plugin import statement_at
+def _details(root: Path, item: pytest.Item, excinfo: pytest.ExceptionInfo,
+             comparison: tuple[str, str, str] | None) -> dict:
+    """The function under test and the compared values, as plain data that survives xdist.
+
+    Read from the raw traceback (``excinfo.tb``), not pytest's, which a plugin or an older pytest may
+    have pruned (of unittest's frames, where a unittest assertion's values are).
+    """
+    from model_runtime.sandbox.pytest_json_plugin import Workspace, failure_values, statement_at
     from model_runtime.sandbox.failure_report import Frame, function_under_test, workspace_file
 
-    frames = [
-        Frame(str(entry.path), entry.lineno + 1, ChainMap(entry.frame.f_locals, entry.frame.f_globals))
-        for entry in excinfo.traceback
-    ]
-    target = function_under_test(root, frames)
-    asserted = comparison is not None and isinstance(excinfo.value, AssertionError)
+    frames = []
+    tb = excinfo.tb
+    while tb is not None:
+        frame = tb.tb_frame
+        frames.append(Frame(frame.f_code.co_filename, tb.tb_lineno, ChainMap(frame.f_locals, frame.f_globals),
+                            frame.f_code))
+        tb = tb.tb_next
+    target = function_under_test(root, frames, test=item.nodeid)
+    values = {}
+    if isinstance(excinfo.value, AssertionError):
+        try:
+            values = failure_values(excinfo.tb, comparison, Workspace(root, item.path))
+        except Exception:  # an odd frame must not cost the run its report  # noqa: BLE001
+            values = {}
     # The user's line, not a library's: the feedback is about code the model can change.
     workspace = root.resolve()
     ours = [f for f in frames if workspace_file(workspace, f.path) is not None] or frames[-1:]
     return {
         "target": None if target is None else [target.path, target.function, target.line],
-        "statement": statement_at(ours[-1].path, ours[-1].line) if ours else "",
-        "actual": comparison[0] if asserted else None,
-        "expected": comparison[1] if asserted else None,
+        "statement": values.get("statement") or (statement_at(ours[-1].path, ours[-1].line) if ours else ""),
+        "actual": values.get("actual"),
+        "expected": values.get("expected"),
     }
 
 

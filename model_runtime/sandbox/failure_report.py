@@ -25,22 +25,62 @@ JSON (``version`` :data:`REPORT_VERSION`)::
 Lines are 1-based; paths are relative to ``root`` with ``/`` separators.
 
 **The function under test** of a failure is found from its traceback
-(:func:`function_under_test`): the innermost frame inside the workspace that
-is not in a test file is the code that went wrong (an exception raised in a
-helper called by the function, two calls down, still names the helper: that
-is the line that raised). A plain ``assert f(x) == y`` has no such frame — the
-test's own frame is the innermost one — so the calls in the failing
-statement are resolved in that frame's namespace (``f``, ``obj.method``,
-``Class().method``, ``module.f``) to the first one defined in a workspace
-file that is not a test file. Either way the frame or function is mapped to
-the qualname of its enclosing top-level function or method with :mod:`ast`
+(:func:`function_under_test`). A test frame is one in a test file (or in the
+running test's own module); a code frame is one in a workspace file that is
+not a test file, inside a function or method. The function under test is the
+one the test called: walking the traceback from the innermost test frame
+that calls into the code, the first code frame — not the deepest one (a bug
+in ``seekable.seek`` that makes its helper ``consume`` raise is ``seek``'s;
+the line reported is the line of the target that was running, there the call
+of the helper). Unless:
+
+* the frame is a *pass-through*: a wrapper holding the next code frame's
+  function (a decorator's closure with it as a free variable, or an object
+  with it in an attribute of ``self``: ``functools.wraps`` wrappers, class
+  decorators, ``curry``) — the wrapped function is the one under test;
+* the test's name does not name that function, but names a deeper one: the
+  words of the test's function and class names (``SeekableTest::test_seek``:
+  ``seekable``, ``seek``) against those of the qualname and its class
+  (``seekable.__next__``: ``seekable``, ``next``). The test called a helper of
+  its own to drive what it tests (``take(5, s)`` for a ``seekable`` ``s``),
+  and what it names is what it tests.
+
+With no test frame in front of the code (a doctest, a test module pytest was
+told to collect under another name) the innermost code frame is taken.
+
+A plain ``assert f(x) == y`` has no code frame — the test's own frame is the
+innermost one — so the failing statement is read in that frame's namespace
+(:func:`_statement_candidates`): its calls, those of the actual operand first
+(the operand that is the code's result, whatever the order:
+:meth:`~model_runtime.sandbox.pytest_json_plugin.Sides.actual_is_right`)
+resolved without running anything (``f``, ``obj.method``, ``Class().method``,
+``module.f``, a ``functools.partial``, a decorated function or what an
+object that holds one function wraps, as ``curry``; a function passed to a
+call, as in ``pytest.raises(E, f, x)``, runs there too); for a ``with
+pytest.raises(E):`` or ``self.assertRaises`` block that did not raise, the
+statements of its body. Then the values it reads, followed back in the test
+function to what last acted on them: the assignment that gave a name its
+value (``y = inc(1)``), a method called on it or a call it was passed to
+(``s.seek(3)``, ``next(it)`` before ``assert list(s) == ...``), latest first,
+and so on for the values those read; then the special methods it exercises implicitly on an object
+of a workspace class (``list(s)``: ``__next__`` or ``__iter__``, ``s[i]``:
+``__getitem__``, ``x in s``: ``__contains__``, ``len(s)``: ``__len__``...);
+constructors (``__init__``) last. Of these the first that the test's name
+names wins, else the first. Either way the frame or function is mapped to the
+qualname of its enclosing top-level function or method with :mod:`ast`
 (``f``, ``Class.method``, ``Outer.Inner.method``); a nested function maps to
 the function that contains it, because that is what can be refined.
+
+**Expected and actual** of a failing assertion (plain ``==``, ``is``, ``!=``,
+``<``, ``in``..., and the unittest assertions) are worked out where the test
+ran: :func:`model_runtime.sandbox.pytest_json_plugin.failure_values` says
+which operand is which and how ``expected`` is worded.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import inspect
 import json
@@ -48,7 +88,6 @@ import os
 import re
 import stat
 import tempfile
-import textwrap
 import time
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -260,11 +299,13 @@ def read_report(root: str | os.PathLike[str]) -> FailureReport | None:
 
 @dataclass(frozen=True)
 class Frame:
-    """One traceback entry: a file, a 1-based line and, from a live traceback, the frame's names."""
+    """One traceback entry: a file, a 1-based line and, from a live traceback, the frame's names
+    (locals, then globals) and its code object."""
 
     path: str
     line: int
     namespace: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    code: types.CodeType | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -310,19 +351,45 @@ def enclosing_function(source: str, line: int) -> tuple[str, int] | None:
     return _enclosing(tree.body, line, "")
 
 
-def function_under_test(root: str | os.PathLike[str], frames: Sequence[Frame]) -> FunctionUnderTest | None:
-    """The function a failure points at (see the module docstring); ``frames`` run outermost first."""
+def function_under_test(
+    root: str | os.PathLike[str], frames: Sequence[Frame], *, test: str | None = None,
+) -> FunctionUnderTest | None:
+    """The function a failure points at (see the module docstring); ``frames`` run outermost first.
+
+    ``test`` is the failing test's node id (``tests/test_m.py::Class::test_f[1]``): its module counts as a
+    test file, and its names say what it tests.
+    """
     workspace = Path(root).resolve()
-    for frame in reversed(frames):
+    test_file = _posix(test.split("::", 1)[0]) if test else None
+    words = _test_words(test)
+    marks = []  # per frame: (relative path, is a test frame, (qualname, def line) of a code frame)
+    for frame in frames:
         relative = workspace_file(workspace, frame.path)
-        found = None if relative is None or is_test_file(relative) else _enclosing_in(workspace, relative, frame.line)
-        if found is not None:
-            return FunctionUnderTest(relative, found[0], frame.line)
+        testing = relative is not None and (is_test_file(relative) or relative == test_file)
+        found = None if relative is None or testing else _enclosing_in(workspace, relative, frame.line)
+        marks.append((relative, testing, found))
+    code = [i for i, mark in enumerate(marks) if mark[2] is not None]
+    if code:
+        callers = [i for i, mark in enumerate(marks) if mark[1] and i < code[-1]]
+        if not callers:  # nothing of the tests' in front of the code: the innermost code frame
+            pick = code[-1]
+        else:
+            chain = [i for i in code if i > callers[-1]]
+            at = 0
+            while at + 1 < len(chain) and _passes_through(frames[chain[at]], frames[chain[at + 1]]):
+                at += 1
+            pick = chain[at]
+            if words and not _named(marks[pick][2][0], words):
+                pick = next((i for i in chain[at + 1:] if _named(marks[i][2][0], words)), pick)
+        return FunctionUnderTest(marks[pick][0], marks[pick][2][0], frames[pick].line)
     for frame in reversed(frames):
         if frame.namespace is not None and workspace_file(workspace, frame.path) is not None:
-            found = _called_function(workspace, frame)
-            if found is not None:
-                return found
+            try:
+                found = _statement_candidates(workspace, frame, test_file)
+            except Exception:  # noqa: BLE001 - the user's objects are odd in unforeseen ways; no target then
+                found = []
+            if found:
+                return next((f for f in found if _named(f.function, words)), found[0])
     return None
 
 
@@ -334,15 +401,16 @@ def frames_in_text(traceback: str) -> list[Frame]:
 def target_of_case(root: str | os.PathLike[str], case) -> FunctionUnderTest | None:
     """:func:`function_under_test` for a :class:`~model_runtime.sandbox.runner.CaseResult`.
 
-    The sandbox keeps only text, so the statement's calls cannot be resolved:
-    this finds a target only when the traceback passes through workspace code
-    outside the tests (an exception, not a bare ``assert f(x) == y``).
+    The sandbox keeps only text, so the statement's calls cannot be resolved
+    and no wrapper is seen through: this finds a target only when the
+    traceback passes through workspace code outside the tests (an exception,
+    not a bare ``assert f(x) == y``).
     """
     frames = frames_in_text(case.traceback)
     if case.file and case.line:
         frames.append(Frame(case.file, case.line))
     absolute = [Frame(str(Path(root) / f.path), f.line) for f in frames]
-    return function_under_test(root, absolute)
+    return function_under_test(root, absolute, test=case.node_id)
 
 
 def _enclosing(body: list[ast.stmt], line: int, prefix: str) -> tuple[str, int] | None:
@@ -380,55 +448,173 @@ def _enclosing_cached(path: str, mtime_ns: int, line: int) -> tuple[str, int] | 
     return enclosing_function(source, line)
 
 
-def _called_function(workspace: Path, frame: Frame) -> FunctionUnderTest | None:
-    """The first call in the frame's failing statement that resolves to a workspace function."""
-    from .pytest_json_plugin import statement_at  # imports pytest: only reached from a live traceback
+#: Words of a test's name that say nothing about what it tests.
+_STOP_WORDS = frozenset({
+    "test", "tests", "testcase", "case", "cases", "check", "checks", "should", "when", "with", "without", "and",
+    "the", "for", "from", "into", "not", "that", "returns", "return", "raises", "raise", "error", "errors",
+    "works", "basic", "simple", "mixin", "default", "defaults", "none", "empty", "function", "functions",
+    "method", "methods", "call", "calls", "value", "values", "type", "types", "args", "kwargs", "self",
+})
+_WORD_SPLIT = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])")
 
+
+def _words(name: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in _WORD_SPLIT.split(name) if len(w) >= 3) - _STOP_WORDS
+
+
+def _test_words(test: str | None) -> frozenset[str]:
+    """The words of a test's function and class names (``SeekableTest::test_seek[2]``: seekable, seek)."""
+    if not test or "::" not in test:
+        return frozenset()
+    names = test.split("::")[1:]
+    names[-1] = names[-1].split("[", 1)[0]
+    return frozenset().union(*map(_words, names))
+
+
+def _named(qualname: str, words: frozenset[str]) -> bool:
+    return bool(words) and bool(_words(qualname) & words)
+
+
+def _passes_through(outer: Frame, inner: Frame) -> bool:
+    """``outer`` only hands the call on to ``inner``'s function: it holds that function in a free variable
+    (a decorator's wrapper) or in an attribute of ``self`` (a class used as a decorator, ``curry``)."""
+    if outer.code is None or inner.code is None or outer.namespace is None:
+        return False
+    from .pytest_json_plugin import codes_of  # imports pytest: only reached from a live traceback
+
+    held = [outer.namespace.get(name) for name in outer.code.co_freevars]
+    arguments = outer.code.co_varnames[:outer.code.co_argcount]
     try:
-        statement = ast.parse(textwrap.dedent(statement_at(frame.path, frame.line)))
-    except (SyntaxError, ValueError):
-        return None
-    for node in ast.walk(statement):
-        if not isinstance(node, ast.Call):
+        if arguments and arguments[0] == "self":
+            held.extend(object.__getattribute__(outer.namespace.get("self"), "__dict__").values())
+        return any(inner.code in codes_of(value) for value in held if callable(value))
+    except Exception:  # noqa: BLE001 - an odd object: not a wrapper we can see through
+        return False
+
+
+_COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,
+             ast.With, ast.AsyncWith, ast.Try)
+#: What a name in a statement can hold that is no value the test computed.
+_NOT_VALUES = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+#: Builtins that exercise one special method of their argument.
+_PROTOCOL = {"len": "__len__", "next": "__next__", "bool": "__bool__", "str": "__str__", "repr": "__repr__",
+             "hash": "__hash__", "reversed": "__reversed__", "abs": "__abs__", "format": "__format__"}
+#: Builtins that iterate their arguments.
+_ITERATING = frozenset({"list", "tuple", "set", "frozenset", "sorted", "sum", "min", "max", "any", "all", "dict",
+                        "enumerate", "zip", "map", "filter", "iter"})
+
+
+def _iterates(called: Any, owner) -> bool:
+    """A call that iterates its arguments: a builtin that does, :mod:`itertools`, or a function of the
+    workspace's own (``take(5, s)``: a test driving an iterator with a helper of the project)."""
+    from .pytest_json_plugin import codes_of
+
+    if any(called is getattr(builtins, name) for name in _ITERATING):
+        return True
+    if isinstance(called, (type, types.BuiltinFunctionType)) and called.__module__ == "itertools":
+        return True
+    return not isinstance(called, type) and any(owner.owns_code(code) for code in codes_of(called))
+
+
+def _statement_candidates(workspace: Path, frame: Frame, test_file: str | None) -> list[FunctionUnderTest]:
+    """The workspace functions the failing statement at ``frame`` exercises, most likely first (see the
+    module docstring)."""
+    from .pytest_json_plugin import (  # imports pytest: only reached from a live traceback
+        MISSING, Sides, Workspace, binding, calls_on, code_of, codes_of, comparison_operands, function_at,
+        resolve, statement_node,
+    )
+
+    statement = statement_node(frame.path, frame.line, compound=True)
+    if statement is None:
+        return []
+    order: list[ast.AST] = [statement]
+    if isinstance(statement, (ast.With, ast.AsyncWith)):  # ``with pytest.raises(E): f(x)`` failed on exit:
+        order = [*statement.body, *(item.context_expr for item in statement.items)]  # the body is what ran
+    elif isinstance(statement, _COMPOUND):
+        return []
+    namespace = frame.namespace
+    owner = Workspace(workspace, workspace / test_file if test_file else None)
+    function = function_at(frame.path, frame.line)
+    operands = comparison_operands(statement)
+    if operands is not None:
+        sides = Sides(namespace, function, frame.line, owner)
+        order.insert(0, operands[1] if sides.actual_is_right(*operands) else operands[0])
+    codes: list[types.CodeType] = []
+    constructors: list[types.CodeType] = []
+
+    def calls(node: ast.AST) -> None:
+        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+            called = resolve(call.func, namespace)
+            (constructors if isinstance(called, type) else codes).extend(codes_of(called))
+            for argument in [*call.args, *(k.value for k in call.keywords)]:  # a function handed over runs
+                if isinstance(argument, (ast.Name, ast.Attribute)):  # there: ``pytest.raises(E, f, x)``
+                    passed = resolve(argument, namespace)
+                    if callable(passed) and not isinstance(passed, type):
+                        codes.extend(codes_of(passed))
+
+    def implicit(node: ast.AST) -> None:
+        for sub in ast.walk(node):
+            used: list[tuple[ast.expr, tuple[str, ...]]] = []
+            if isinstance(sub, ast.Call):
+                called = resolve(sub.func, namespace)
+                special = next((m for n, m in _PROTOCOL.items() if called is getattr(builtins, n)), None)
+                if special:
+                    used.extend((argument, (special,)) for argument in sub.args)
+                elif _iterates(called, owner):
+                    used.extend((argument, ("__next__", "__iter__")) for argument in sub.args)
+            elif isinstance(sub, ast.Subscript):
+                used.append((sub.value, ("__getitem__",)))
+            elif isinstance(sub, ast.Compare):
+                operands_ = [sub.left, *sub.comparators]
+                used.extend((operands_[i + 1], ("__contains__",)) for i, op in enumerate(sub.ops)
+                            if isinstance(op, (ast.In, ast.NotIn)))
+            elif isinstance(sub, ast.comprehension):
+                used.append((sub.iter, ("__next__", "__iter__")))
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and len(sub.args) >= 2 \
+                    and sub.func.attr in ("assertIn", "assertNotIn"):
+                used.append((sub.args[1], ("__contains__",)))
+            for expression, methods in used:
+                value = resolve(expression, namespace)
+                if isinstance(expression, ast.Call) and isinstance(value, type):
+                    cls = value  # ``len(Range(1, 5))``: made on the spot
+                elif value is not MISSING and owner.owns_object(value):
+                    cls = type(value)
+                else:
+                    continue
+                if not owner.owns_class(cls):
+                    continue
+                for method in methods:
+                    code = code_of(inspect.getattr_static(cls, method, None))
+                    if owner.owns_code(code):
+                        codes.append(code)
+                        break
+
+    # The statement, then what last acted on the values it reads (``name.method(...)`` calls and the
+    # assignment that gave the name its value, latest first), then what acted on the values those read...
+    queue, seen = [(node, 0) for node in order], {"self", "cls"}
+    for node, depth in queue:
+        calls(node)
+        if depth >= 3:
             continue
-        code = _code_of(_resolve(node.func, frame.namespace))
-        relative = None if code is None else workspace_file(workspace, code.co_filename)
-        if relative is None or is_test_file(relative):
+        for name in dict.fromkeys(n.id for n in ast.walk(node) if isinstance(n, ast.Name)):
+            if name in seen or isinstance(namespace.get(name), _NOT_VALUES):
+                continue
+            seen.add(name)
+            acts = list(calls_on(function, name, frame.line))
+            value, line = binding(function, name, frame.line)
+            if value is not None:
+                acts.append((value, line))
+            queue.extend((act, depth + 1) for act, _ in sorted(acts, key=lambda item: -item[1]))
+    for node, _ in queue:
+        implicit(node)
+    found: list[FunctionUnderTest] = []
+    for code in [*codes, *constructors]:
+        if code is None or not owner.owns_code(code):
             continue
-        found = _enclosing_in(workspace, relative, code.co_firstlineno)
-        if found is not None:
-            return FunctionUnderTest(relative, *found)
-    return None
-
-
-def _resolve(node: ast.expr, namespace: Mapping[str, Any]) -> Any:
-    """The object an expression names, without running user code: no calls, no properties, no ``__getattr__``.
-
-    ``Class(...).method`` resolves through the class, which holds the method
-    an instance would use.
-    """
-    if isinstance(node, ast.Name):
-        return namespace.get(node.id, _MISSING)
-    if isinstance(node, ast.Call):
-        called = _resolve(node.func, namespace)
-        return called if isinstance(called, type) else _MISSING
-    if isinstance(node, ast.Attribute):
-        base = _resolve(node.value, namespace)
-        if base is _MISSING:
-            return _MISSING
-        try:
-            return inspect.getattr_static(base, node.attr)
-        except AttributeError:
-            return _MISSING
-    return _MISSING
-
-
-def _code_of(obj: Any) -> types.CodeType | None:
-    """The code object behind a function, method, static/class method, decorated function or class."""
-    if isinstance(obj, type):
-        obj = obj.__dict__.get("__init__")
-    if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
-        obj = obj.__func__
-    while isinstance(obj, types.FunctionType) and isinstance(obj.__dict__.get("__wrapped__"), types.FunctionType):
-        obj = obj.__dict__["__wrapped__"]  # functools.wraps: the decorated function is the one to fix
-    return obj.__code__ if isinstance(obj, types.FunctionType) else None
+        relative = workspace_file(workspace, code.co_filename)
+        enclosing = None if relative is None else _enclosing_in(workspace, relative, code.co_firstlineno)
+        if enclosing is not None:
+            candidate = FunctionUnderTest(relative, *enclosing)
+            if candidate not in found:
+                found.append(candidate)
+    return found

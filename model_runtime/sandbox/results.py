@@ -48,9 +48,14 @@ class CaseResult:
 
     ``file`` is relative to the workspace when the crash is inside it
     (absolute otherwise, e.g. in a library); ``line`` is 1-based;
-    ``statement`` is the source that raised (the whole ``assert`` statement).
-    ``expected``/``actual`` are the reprs of the failing ``assert actual ==
-    expected`` comparison, when pytest's assertion rewriting saw one.
+    ``statement`` is the source that raised (the whole ``assert`` statement;
+    for a unittest assertion, the test's line that called it).
+    ``expected``/``actual`` are what a failing assertion compared (a plain
+    ``assert`` that pytest's rewriting saw, or a unittest assertion): the
+    actual value's repr, and the expected value's repr, or for an assertion
+    that is no equality the condition the actual value failed (``!= 2``,
+    ``< 10``, ``in [1, 2]``). Which operand is which does not depend on their
+    order (see :func:`~model_runtime.sandbox.pytest_json_plugin.failure_values`).
     """
 
     node_id: str
@@ -179,8 +184,11 @@ class Results:
 
     def failure(self, node_id: str, outcome: Outcome, phase: Phase, record: dict, duration: float = 0.0) -> CaseResult:
         crash = record.get("crash") or {}
-        comparison = record.get("comparison") or {}
-        equal = comparison.get("op") == "=="
+        values = record.get("values")
+        if not isinstance(values, dict):  # a plugin without roles: the conventional ``assert actual == expected``
+            comparison = record.get("comparison") or {}
+            equal = comparison.get("op") == "=="
+            values = {"actual": comparison.get("left"), "expected": comparison.get("right")} if equal else {}
         path = crash.get("path")
         return CaseResult(
             node_id=node_id,
@@ -190,8 +198,8 @@ class Results:
             file=self.unshadow(path) if path else None,
             line=crash.get("line"),
             statement=record.get("statement", ""),
-            actual=comparison.get("left") if equal else None,
-            expected=comparison.get("right") if equal else None,
+            actual=values.get("actual"),
+            expected=values.get("expected"),
             traceback=self.unshadow(record.get("traceback", "")),
             duration_s=duration,
         )

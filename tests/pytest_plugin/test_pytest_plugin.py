@@ -157,9 +157,10 @@ def test_the_report_names_the_function_under_test_through_helpers_and_methods(tm
         return f.target_path, f.target_function, f.target_line
 
     src, test = "pkg/calc.py", "tests/test_calc.py"
-    # An exception: the innermost frame outside the tests, at the line that raised.
+    # An exception: the function the test (or fixture) called, at its line that was running; a deeper
+    # helper only when the test's name names it (test_helper_raises: _helper).
     assert target("test_helper_raises") == (src, "_helper", line_of(root, src, "return 1 / x"))
-    assert target("test_fixture_error") == (src, "_helper", line_of(root, src, "return 1 / x"))
+    assert target("test_fixture_error") == (src, "compute", line_of(root, src, "return _helper(x) + 1"))
     assert failures["test_fixture_error"].phase == "setup"
     # A bare assert: the call in the failing statement, at its def line.
     assert target("test_method") == (src, "Calc.add", line_of(root, src, "def add"))

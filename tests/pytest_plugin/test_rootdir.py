@@ -56,3 +56,17 @@ def test_when_the_path_picked_another_ini_file_the_run_stops_with_the_fix_to_typ
     assert not (project / ".editseq").exists() and not (model.parent / ".editseq").exists()
     fixed = pytest_in(project, "--editseq", f"--editseq-model={model}")
     assert fixed.returncode == 1 and (project / ".editseq" / "pytest-report.json").is_file()
+
+
+def test_a_project_ini_pytest_missed_is_taken_when_nothing_in_it_was_due_earlier(layout):
+    """Without test paths, the model's folder alone made pytest miss the project's pytest.ini."""
+    project, model = layout
+    (project / "pytest.ini").write_text("[pytest]\npython_functions = check_*\n")
+    (project / "tests" / "test_x.py").write_text("def check_x():\n    assert 1 == 2\n")
+    run = pytest_in(project, "--editseq", "--editseq-model", str(model))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"rootdir: {project}" in run.stdout and "configfile: pytest.ini" in run.stdout
+    assert "tests/test_x.py::check_x" in run.stdout  # collected by the ini's python_functions
+    (project / "pytest.ini").write_text("[pytest]\naddopts = -x\n")  # read before plugins load
+    run = pytest_in(project, "--editseq", "--editseq-model", str(model))
+    assert run.returncode == 4 and f"write --editseq-model={model}" in run.stderr

@@ -173,7 +173,9 @@ def test_is_test_file(path, expected):
     assert is_test_file(path) is expected
 
 
-def test_the_innermost_workspace_frame_outside_tests_wins(tmp_path):
+def test_the_first_workspace_function_the_test_calls_wins(tmp_path):
+    """Not the deepest frame: a helper that raises because its caller passed it something wrong is not
+    what the test tests (issue 15: a bug in ``seekable.seek`` was blamed on ``consume``)."""
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "m.py").write_text("def outer():\n    return inner()\n\n\ndef inner():\n    return 1 / 0\n")
     (tmp_path / "tests").mkdir()
@@ -185,9 +187,18 @@ def test_the_innermost_workspace_frame_outside_tests_wins(tmp_path):
         Frame(str(tmp_path / "pkg" / "m.py"), 6), Frame(str(tmp_path / ".venv" / "lib" / "lib.py"), 2),
         Frame("/usr/lib/python3/json/decoder.py", 3),
     ]
-    assert function_under_test(tmp_path, frames) == FunctionUnderTest("pkg/m.py", "inner", 6)
+    assert function_under_test(tmp_path, frames) == FunctionUnderTest("pkg/m.py", "outer", 2)
     assert function_under_test(tmp_path, frames[:2]) == FunctionUnderTest("pkg/m.py", "outer", 2)
     assert function_under_test(tmp_path, frames[:1]) is None  # only a test frame, and no live names
+    # No test frame in front of the code (a doctest): the innermost code frame, as the line that raised.
+    assert function_under_test(tmp_path, frames[1:]) == FunctionUnderTest("pkg/m.py", "inner", 6)
+    # A test whose name names the deeper function tests that one; other words do not count.
+    assert function_under_test(tmp_path, frames, test="tests/test_m.py::test_inner_divides") == \
+        FunctionUnderTest("pkg/m.py", "inner", 6)
+    assert function_under_test(tmp_path, frames, test="tests/test_m.py::TestInner::test_x[1]") == \
+        FunctionUnderTest("pkg/m.py", "inner", 6)
+    assert function_under_test(tmp_path, frames, test="tests/test_m.py::test_raises_an_error") == \
+        FunctionUnderTest("pkg/m.py", "outer", 2)
 
 
 def test_a_sandbox_case_result_finds_its_target_from_the_traceback_text(tmp_path):
@@ -198,5 +209,6 @@ def test_a_sandbox_case_result_finds_its_target_from_the_traceback_text(tmp_path
     sandbox = Sandbox(tmp_path, python=sys.executable, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     cases = {case.node_id: case for case in sandbox.run(["tests/test_calc.py"]).tests}
 
-    assert target_of_case(tmp_path, cases["tests/test_calc.py::test_half"]) == FunctionUnderTest("calc.py", "ratio", 2)
+    # half() called ratio(x, 0): the test tests half, at the line that called the helper that raised.
+    assert target_of_case(tmp_path, cases["tests/test_calc.py::test_half"]) == FunctionUnderTest("calc.py", "half", 6)
     assert target_of_case(tmp_path, cases["tests/test_calc.py::test_plain"]) is None
