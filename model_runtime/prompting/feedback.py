@@ -5,9 +5,9 @@ assertion, as one of three strings (built by :mod:`model_runtime.prompting.forma
 
 - a failed ``assert f(x) == y``: ``Test Case Failed: assert f(x) == y, Input:
   "x", Expected output: "y", Actual output: "<repr>"``. pytest gives us the
-  compared values (left is taken as the actual value, right as the expected
-  one, the ``assert f(x) == y`` convention); the input is the call's
-  arguments when the left side is a call, else it is left out
+  compared values, each in its role whatever the order (the failure report
+  decides which side is the actual value); the input is the arguments of
+  the side that is a call, else it is left out
   (:func:`~model_runtime.prompting.formats.comparison_feedback`). Other asserts get
   CYCLE's fallback, ``Test Case Failed: Failed at line: <assert>, Error:
   AssertionError``;
@@ -90,7 +90,7 @@ def _describe(test: CaseResult, limit: int | None) -> str:
     """One failure in CYCLE's words, each variable part clipped to ``limit`` characters."""
     statement = _clip(test.statement or _failing_line(test), limit)
     if _is_assertion(test):
-        if test.expected is None or test.actual is None:
+        if test.expected is None or test.actual is None or not _equality(test.statement):
             # An assertion raised with a message (a doctest check's "Failed example: ... Got: ...")
             # says more than its line: keep the message.
             error = test.message if test.message.startswith("AssertionError:") else "AssertionError"
@@ -111,8 +111,23 @@ def _failing_line(test: CaseResult) -> str:
     return source[-1] if source else test.node_id
 
 
+def _equality(statement: str) -> bool:
+    """False for an ``assert`` that is not one ``==``/``is`` comparison (``assert f(x) > 5``, ``assert
+    ok``): CYCLE shows those as a failed line, not as expected and actual outputs. A unittest assertion or a
+    statement that does not parse alone keeps its values."""
+    try:
+        node = ast.parse(textwrap.dedent(statement)).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return True
+    if not isinstance(node, ast.Assert):
+        return True
+    test = node.test
+    return isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Eq, ast.Is))
+
+
 def _call_arguments(statement: str) -> str | None:
-    """``"2, 3"`` for ``assert add(2, 3) == 5``: CYCLE's ``Input``; ``None`` if the left side is no call."""
+    """``"2, 3"`` for ``assert add(2, 3) == 5`` (or ``5 == add(2, 3)``): CYCLE's ``Input``; ``None`` if
+    neither side is a call."""
     source = textwrap.dedent(statement)
     try:
         node = ast.parse(source).body[0]
@@ -120,8 +135,10 @@ def _call_arguments(statement: str) -> str | None:
         return None
     if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
         return None
-    call = node.test.left
-    if not isinstance(call, ast.Call):
+    # The call's side, whatever the order (``assert 5 == add(2, 3)``): left first, as pytest reports.
+    sides = [node.test.left, *node.test.comparators[:1]]
+    call = next((side for side in sides if isinstance(side, ast.Call)), None)
+    if call is None:
         return None
     parts = [ast.get_source_segment(source, arg) or "" for arg in (*call.args, *call.keywords)]
     return ", ".join(parts)

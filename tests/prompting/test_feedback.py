@@ -51,6 +51,10 @@ def test_big():
 
 def test_green():
     assert add(0, 0) == 0
+
+
+def test_reversed():
+    assert 5 == add(2, 3)
 """
 
 
@@ -74,6 +78,11 @@ def only(result: RunResult, name: str) -> RunResult:
 def test_failed_call_gives_cycle_input_expected_actual(run):
     assert execution_feedback(only(run, "::test_call")) == (
         'Test Case Failed: assert add(2, 3) == 5, Input: "2, 3", Expected output: "5", Actual output: "-1"')
+
+
+def test_the_call_is_the_actual_side_whatever_the_order(run):
+    assert execution_feedback(only(run, "::test_reversed")) == (
+        'Test Case Failed: assert 5 == add(2, 3), Input: "2, 3", Expected output: "5", Actual output: "-1"')
 
 
 def test_comparison_of_a_variable_leaves_input_out(run):
