@@ -63,6 +63,7 @@ path as file diffs and the whole trajectory as plain data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -209,13 +210,13 @@ def refine(
             raise RefineError(f"test file not found: {test.split('::', 1)[0]} (from test id {test})")
     if instruction is None:
         instruction = function_instruction(source, target.function, budget.instruction_tokens)
-    if sandbox is None:
-        sandbox = Sandbox(workspace)
-    elif sandbox.workspace != workspace:
+    if sandbox is not None and sandbox.workspace != workspace:
         raise RefineError(f"the sandbox runs {sandbox.workspace}, not the target's workspace {workspace}")
-    loop = _Loop(function, instruction, tests, backend, sandbox, budget, on_event or (lambda event: None), verify)
-    with _Stopper(cancel, budget.seconds) as stopper:
-        return loop.run(stopper)
+    # A sandbox made here is this loop's: its warm runner is stopped when the loop ends.
+    with contextlib.nullcontext(sandbox) if sandbox is not None else Sandbox(workspace) as sandbox:
+        loop = _Loop(function, instruction, tests, backend, sandbox, budget, on_event or (lambda event: None), verify)
+        with _Stopper(cancel, budget.seconds) as stopper:
+            return loop.run(stopper)
 
 
 def function_instruction(source: str, function: str, max_tokens: int) -> str:

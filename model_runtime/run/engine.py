@@ -100,9 +100,10 @@ def refine(config: RunConfig, backend: Backend, root: str | os.PathLike[str], pa
     from model_runtime.refine.loop import RefineTarget
     from model_runtime.refine.loop import refine as refine_loop
 
-    return refine_loop(RefineTarget(Path(root), path, function), tests, backend,
-                       sandbox=make_sandbox(config, root), budget=config.budget, on_event=on_event,
-                       cancel=cancel, source=source, verify=config.verify)
+    with make_sandbox(config, root) as sandbox:  # one warm runner for the loop's runs, stopped at its end
+        return refine_loop(RefineTarget(Path(root), path, function), tests, backend,
+                           sandbox=sandbox, budget=config.budget, on_event=on_event,
+                           cancel=cancel, source=source, verify=config.verify)
 
 
 def write(config: RunConfig, backend: Backend, root: str | os.PathLike[str], path: str, function: str, *,

@@ -45,6 +45,7 @@ __all__ = [
     "limit_setter",
     "namespace_prefix",
     "pids_cgroup",
+    "resolve_python",
     "supervise",
     "user_tasks",
 ]
@@ -77,6 +78,34 @@ def find_python(workspace: str | os.PathLike[str], python: str | None = None) ->
         if found:
             return found
     raise SandboxError("no Python interpreter: no .venv/venv in the workspace and none on PATH")
+
+
+#: Variables a version manager's shim (pyenv, asdf) reads or sets; never passed to the tests.
+SHIM_VARIABLES = ("PYENV_", "ASDF_")
+
+
+@functools.cache
+def resolve_python(python: str, cwd: str) -> str:
+    """The real executable behind ``python`` as run from ``cwd``: a pyenv shim is a shell script that
+    picks a version (by ``.python-version`` files from ``cwd`` up) on *every* start (~76 ms here) and
+    adds ``PYENV_*`` variables; the interpreter it picks is asked once for ``sys.executable``.
+
+    A virtualenv's ``bin/python`` answers with itself (the link is what makes it that virtualenv),
+    so it is kept as it is. Where the question cannot be answered, ``python`` is kept: the run then
+    says why it did not start.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    try:
+        done = subprocess.run([python, "-I", "-S", "-c", "import sys; print(sys.executable)"], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return python
+    found = done.stdout.strip()
+    if done.returncode != 0 or not found.startswith("/") or not os.access(found, os.X_OK):
+        return python
+    if os.path.realpath(found) == os.path.realpath(python):
+        return python
+    return found
 
 
 # --------------------------------------------------------------------------- process limits
@@ -151,7 +180,7 @@ def _python_prefixes(python: str) -> tuple[str, ...]:
 
 
 def bwrap_prefix(run_dir: Path, workspace: Path, python: str, *, network: bool,
-                 tmp_bytes: int) -> tuple[str, ...]:
+                 tmp_bytes: int, read_only: tuple[str, ...] = (), capabilities: bool = False) -> tuple[str, ...]:
     """The bubblewrap command for one run, or ``()`` where bubblewrap cannot run.
 
     The system read-only; a fresh ``/dev``, ``/proc``, and a size-capped
@@ -162,7 +191,12 @@ def bwrap_prefix(run_dir: Path, workspace: Path, python: str, *, network: bool,
     (the shadow copy, results, home and temp of the run) is the one writable
     place. New user, PID, network, IPC, UTS and cgroup namespaces (bubblewrap
     brings the loopback up), a new session (no terminal injection), and the
-    whole tree dies with its parent.
+    whole tree dies with its parent. Every capability is dropped (``--cap-drop
+    ALL``): run as root, bubblewrap would otherwise leave the tests
+    ``CAP_SYS_ADMIN`` in their namespace, enough to remount ``/`` (and so the
+    workspace) read-write and write the host's files. ``read_only`` names more
+    folders to show, read-only (the warm runner's own files); ``capabilities``
+    keeps them (the warm runner's zygote, which drops them in each run it starts).
     """
     bwrap = _bwrap()
     if bwrap is None:
@@ -173,10 +207,12 @@ def bwrap_prefix(run_dir: Path, workspace: Path, python: str, *, network: bool,
     for home in homes:
         command += ["--tmpfs", home]
     hidden = ("/tmp", "/var/tmp", "/run", *homes)
-    for keep in dict.fromkeys((*_python_prefixes(python), os.path.dirname(python), str(workspace))):
+    for keep in dict.fromkeys((*_python_prefixes(python), os.path.dirname(python), str(workspace), *read_only)):
         if os.path.exists(keep) and any(keep == h or keep.startswith(h.rstrip("/") + "/") for h in hidden):
             command += ["--ro-bind", keep, keep]
     command += ["--bind", str(run_dir), str(run_dir), "--unshare-all", "--die-with-parent", "--new-session"]
+    if not capabilities:
+        command += ["--cap-drop", "ALL"]
     if network:
         command.append("--share-net")
     return (*command, "--")
@@ -237,16 +273,18 @@ def pids_cgroup(limit: int):
                     time.sleep(0.02)
 
 
-def limit_setter(*, cpu_s: int, memory_bytes: int, file_bytes: int, nproc: int, cgroup_procs: str | None = None):
+def limit_setter(*, cpu_s: int | None, memory_bytes: int, file_bytes: int, nproc: int | None,
+                 cgroup_procs: str | None = None):
     """The ``preexec_fn``: ``setrlimit`` calls, and joining the run's pids cgroup with raw ``os`` calls
-    (no Python-level lock is taken, so this is safe after fork in a threaded parent)."""
-    settings = [
-        (resource.RLIMIT_CPU, (cpu_s, cpu_s + 1)),
+    (no Python-level lock is taken, so this is safe after fork in a threaded parent). ``None`` leaves
+    that limit as it is (the warm runner's zygote: each run it forks sets its own)."""
+    settings = [(kind, value) for kind, value in (
+        (resource.RLIMIT_CPU, None if cpu_s is None else (cpu_s, cpu_s + 1)),
         (resource.RLIMIT_AS, (memory_bytes, memory_bytes)),
         (resource.RLIMIT_FSIZE, (file_bytes, file_bytes)),
-        (resource.RLIMIT_NPROC, (nproc, nproc)),
+        (resource.RLIMIT_NPROC, None if nproc is None else (nproc, nproc)),
         (resource.RLIMIT_CORE, (0, 0)),
-    ]
+    ) if value is not None]
 
     def set_limits() -> None:
         if cgroup_procs is not None:

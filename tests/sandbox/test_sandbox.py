@@ -4,6 +4,10 @@ Every hostile test below arrives as a *candidate file* (the ``files`` mapping),
 the way a model's code arrives, and every test checksums the user's workspace
 before and after: it must be byte-identical whatever the tests did. Limits are
 small (2-3 s timeouts) so the whole file stays well under a minute.
+
+Runs go through the warm runner (the default) unless a test says ``cold``; the
+tests that stop a run (timeout, CPU, memory, a fork bomb, cancellation) run
+through both, and check that a warm run really was warm.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def test_div():
 """
 
 FAST = SandboxLimits(timeout_s=20, cpu_s=20)
+RUNNERS = ["cold", "warm"]
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -84,11 +89,12 @@ def workspace(tmp_path):
     return root
 
 
-def _hostile(workspace: Path, body: str, limits: SandboxLimits, **kwargs):
+def _hostile(workspace: Path, body: str, limits: SandboxLimits, runner: str = "warm", **kwargs):
     """Run one hostile test file as a candidate; return the result and the workspace checksum check."""
     before = checksum(workspace)
-    sandbox = Sandbox(workspace, limits=limits, **kwargs)
-    result = sandbox.run(["tests/test_hostile.py"], {"tests/test_hostile.py": textwrap.dedent(body)})
+    with Sandbox(workspace, limits=limits, warm=runner == "warm", **kwargs) as sandbox:
+        result = sandbox.run(["tests/test_hostile.py"], {"tests/test_hostile.py": textwrap.dedent(body)})
+        assert sandbox.warm_runs == (runner == "warm"), sandbox.cold_reason
     assert checksum(workspace) == before, "the user's workspace changed"
     return result
 
@@ -156,12 +162,13 @@ def test_setup_error_skip_and_xfail_outcomes(workspace):
 # --------------------------------------------------------------------------- bad input and safety
 
 
-def test_infinite_loop_is_killed_at_the_timeout(workspace):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_infinite_loop_is_killed_at_the_timeout(workspace, runner):
     # 4 s leaves room for pytest's own start-up on a loaded machine, so the
     # kill lands inside the test, not before it began.
     limits = SandboxLimits(timeout_s=4, cpu_s=20)
     started = time.monotonic()
-    result = _hostile(workspace, "def test_spin():\n    while True:\n        pass\n", limits)
+    result = _hostile(workspace, "def test_spin():\n    while True:\n        pass\n", limits, runner)
     assert time.monotonic() - started < 9
     assert result.status == "timeout" and result.timed_out
     assert result.killed_reason == "timed out after 4 s (wall clock)"
@@ -169,21 +176,23 @@ def test_infinite_loop_is_killed_at_the_timeout(workspace):
     assert spin.outcome == "killed" and spin.phase == "call" and "timed out" in spin.message
 
 
-def test_cpu_limit_stops_a_busy_loop(workspace):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_cpu_limit_stops_a_busy_loop(workspace, runner):
     result = _hostile(workspace, "def test_spin():\n    while True:\n        pass\n",
-                      SandboxLimits(timeout_s=20, cpu_s=1))
+                      SandboxLimits(timeout_s=20, cpu_s=1), runner)
     assert result.status == "killed" and "CPU time limit" in result.reason
     assert result.tests[0].outcome == "killed"
 
 
-def test_unbounded_allocation_hits_the_memory_limit(workspace):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_unbounded_allocation_hits_the_memory_limit(workspace, runner):
     body = """
         def test_hog():
             hoard = []
             while True:
                 hoard.append(bytearray(50_000_000))
     """
-    result = _hostile(workspace, body, SandboxLimits(timeout_s=20, cpu_s=20, memory_bytes=768 * 2**20))
+    result = _hostile(workspace, body, SandboxLimits(timeout_s=20, cpu_s=20, memory_bytes=768 * 2**20), runner)
     (hog,) = result.tests
     assert result.status == "completed"
     assert hog.outcome == "failed" and hog.message.startswith("MemoryError")
@@ -201,7 +210,8 @@ def _processes_with(marker: str) -> list[str]:
     return found
 
 
-def test_fork_bomb_is_bounded_and_leaves_no_process_behind(workspace):
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_fork_bomb_is_bounded_and_leaves_no_process_behind(workspace, runner):
     marker = f"editseq-forkbomb-{os.getpid()}-{time.monotonic_ns()}"
     # Bounded on purpose (400 forks), as a safety belt under RLIMIT_NPROC and the timeout.
     body = f"""
@@ -214,7 +224,7 @@ def test_fork_bomb_is_bounded_and_leaves_no_process_behind(workspace):
             time.sleep(60)
     """
     limits = SandboxLimits(timeout_s=3, cpu_s=10, processes=40)
-    result = _hostile(workspace, body, limits)
+    result = _hostile(workspace, body, limits, runner)
     (bomb,) = result.tests
     # Root is exempt from RLIMIT_NPROC; a pids cgroup binds it where one can be made (here: yes).
     cgroup = os.geteuid() == 0 and any(os.access(r, os.W_OK) for r in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"))
@@ -249,7 +259,7 @@ def test_test_that_wrecks_its_tree_leaves_the_workspace_identical(workspace, tmp
     monkeypatch.setattr(tempfile, "tempdir", str(runs))
     result = _hostile(workspace, body, FAST)
     assert result.green  # it did all that, to the shadow copy only
-    assert list(runs.iterdir()) == []  # and the run folder is gone despite the chmod
+    assert list(runs.iterdir()) == []  # and the run folder (the warm runner's too) is gone despite the chmod
 
 
 def test_import_error_in_the_module_under_test_is_a_collection_error(workspace):
@@ -313,8 +323,9 @@ def test_missing_workspace_and_interpreter_are_clear_errors(tmp_path, workspace)
         Sandbox(workspace, python="/no/such/python")
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("mode", ["auto", "namespaces"])
-def test_cancellation_kills_the_run_within_a_second(workspace, mode):
+def test_cancellation_kills_the_run_within_a_second(workspace, mode, runner):
     cancel = threading.Event()
     marker = workspace.parent / "started"
     body = f"""
@@ -325,7 +336,7 @@ def test_cancellation_kills_the_run_within_a_second(workspace, mode):
             Path({str(marker)!r}).touch()
             time.sleep(60)
     """
-    sandbox = Sandbox(workspace, limits=SandboxLimits(timeout_s=30, cpu_s=30), mode=mode)
+    sandbox = Sandbox(workspace, limits=SandboxLimits(timeout_s=30, cpu_s=30), mode=mode, warm=runner == "warm")
     box = {}
     thread = threading.Thread(target=lambda: box.update(result=sandbox.run(
         ["tests/test_hostile.py"], {"tests/test_hostile.py": textwrap.dedent(body)}, cancel=cancel)))
@@ -345,6 +356,8 @@ def test_cancellation_kills_the_run_within_a_second(workspace, mode):
     result = box["result"]
     assert result.status == "cancelled" and result.killed_reason == "cancelled"
     assert result.tests[0].outcome == "killed"
+    assert sandbox.warm_runs == (runner == "warm"), sandbox.cold_reason
+    sandbox.close()
 
 
 def test_environment_is_scrubbed_and_network_is_off(workspace, monkeypatch):
