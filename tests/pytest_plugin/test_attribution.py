@@ -358,7 +358,7 @@ def test_a_test_module_of_any_name_is_a_test_not_the_code(tmp_path):
 def test_the_feedback_reads_the_swapped_assert_right(reported):
     _, failures = reported
     assert failures["test_swapped"].feedback == (
-        'Test Case Failed: assert 2 == inc(1), Expected output: "2", Actual output: "3"')
+        'Test Case Failed: assert 2 == inc(1), Input: "1", Expected output: "2", Actual output: "3"')
 
 
 def test_the_sandbox_results_agree(reported):
