@@ -45,9 +45,16 @@ class IncrementalDecoder:
         self._ids: list[int] = []
         self._prefix = 0  # start of the context window
         self._read = 0  # tokens already turned into text
+        # tokenizers >= 0.21 does the same window arithmetic in Rust, one call per token.
+        stream = _decode_stream() if backend is not None else None
+        self._stream, self._backend, self._emitted = stream, backend, 0
 
     def push(self, token: int) -> str:
         self._ids.append(token)
+        if self._stream is not None:
+            piece = self._stream.step(self._backend, token) or ""
+            self._emitted += len(piece)
+            return piece
         before = self._decode(self._ids[self._prefix : self._read])
         after = self._decode(self._ids[self._prefix :])
         if len(after) > len(before) and not after.endswith("\ufffd"):
@@ -57,10 +64,22 @@ class IncrementalDecoder:
 
     def flush(self) -> str:
         """Whatever is held back (an incomplete character decodes as U+FFFD)."""
+        if self._stream is not None:  # once per candidate: the whole text, less what went out
+            rest = self._decode(self._ids)[self._emitted:]
+            self._emitted += len(rest)
+            return rest
         before = self._decode(self._ids[self._prefix : self._read])
         after = self._decode(self._ids[self._prefix :])
         self._prefix = self._read = len(self._ids)
         return after[len(before) :]
+
+
+def _decode_stream():
+    try:
+        from tokenizers.decoders import DecodeStream
+    except ImportError:  # tokenizers < 0.21
+        return None
+    return DecodeStream(skip_special_tokens=False)
 
 
 class TokenWatcher(StoppingCriteria):
@@ -82,6 +101,7 @@ class TokenWatcher(StoppingCriteria):
         self.decoders = [IncrementalDecoder(tokenizer) for _ in rows]
         self.eos_ids = frozenset(eos_ids)
         self.cancels = cancels
+        self._none_done: torch.Tensor | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -102,6 +122,10 @@ class TokenWatcher(StoppingCriteria):
             done = [True] * len(self.rows)
         else:
             done = [trackers[0].done for trackers in self.rows]
+        if not any(done):  # the usual step: one tensor made once, not one per token
+            if self._none_done is None or self._none_done.device != input_ids.device:
+                self._none_done = torch.zeros(len(self.rows), dtype=torch.bool, device=input_ids.device)
+            return self._none_done
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     def finish(self, reason: str) -> None:

@@ -305,3 +305,24 @@ def test_streamed_diffs_and_text_equal_the_whole_texts_however_it_is_cut():
         assert tracker.finish("length").text == want, (chunks, stop)
         assert "".join(e.text for e in events if isinstance(e, TextEvent)) == want
         assert [e.diff for e in events if isinstance(e, EditEvent)] == split_edits(want), (chunks, stop)
+
+
+def test_incremental_decoding_equals_decoding_the_whole_sequence():
+    """Tokens decoded one at a time (tokenizers' DecodeStream where it exists), held-back partial
+    characters included, give exactly the text of decoding them all at once, on any token sequence."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from model_runtime.backends._hf_hooks import IncrementalDecoder
+    from model_runtime.backends.embedded import embedded_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()))
+    rng = random.Random(0)
+    texts = ["def f(x):\n    return 'café ✓ 日本語 🎉'\n", "<|diff|>@@ -0,0 +1 @@\n+x = '€'\n"]
+    sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    sequences += [[rng.randrange(len(tokenizer)) for _ in range(rng.randint(1, 30))] for _ in range(200)]
+    for ids in sequences:
+        decoder = IncrementalDecoder(tokenizer)
+        text = "".join(decoder.push(token) for token in ids) + decoder.flush()
+        assert text == tokenizer.backend_tokenizer.decode(ids, skip_special_tokens=False), ids
