@@ -28,7 +28,15 @@ from pathlib import Path
 
 from model_runtime.errors import EditseqError
 
-from .sampler import LintSeqOptions, LintSeqSampler, ProgramSkipped, SkipReason, prepare_program, path_rng
+from .sampler import (
+    LintSeqOptions,
+    LintSeqSampler,
+    ProgramSkipped,
+    SkipReason,
+    check_size,
+    path_rng,
+    prepare_program,
+)
 
 __all__ = [
     "InputError",
@@ -181,7 +189,9 @@ def _process(program: Program, paths: int, seed: int) -> _Outcome:
         return _Outcome(program.index, [], skip=program.skip.value)
     assert _SAMPLER is not None
     try:
-        lines = prepare_program(unwrap_fences(program.code))
+        code = unwrap_fences(program.code)
+        check_size(code, _SAMPLER.options)
+        lines = prepare_program(code)
         result = _Outcome(program.index, [])
         for k in range(paths):
             path = _SAMPLER.sample(lines, path_rng(seed, program.index, k))

@@ -28,6 +28,18 @@ changing what an edit is:
 
 The sampler works on line indices only; turning a path into diffs lives in
 :mod:`model_runtime.edits.editpath`.
+
+Cost. The loop above lints the whole program after every deletion, so done
+naively a path costs (probes x program size): 30 s and more for 2,000 lines.
+With the pyflakes linter, programs of ``incremental_min_lines`` lines or more
+are linted by :class:`~.incremental.IncrementalPyflakes`, which gives every
+probe exactly the full linter's answer while redoing only what the deletion
+touched (the statement, class member or function it was in, and the
+module-level statements after it that see a binding it changed); the line to
+delete is drawn from a Fenwick tree (same random numbers, same choice as
+``rng.choices``); and the diffs are built in O(edit size x log n). The paths
+are the same as the original loop's, kept as ``sample(..., reference=True)``
+and compared with it, probe by probe, in the tests.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ from enum import Enum
 
 from model_runtime.edits.editpath import insertion_diff
 
-from .linters import Linter
+from .linters import Linter, PyflakesLinter
 
 __all__ = [
     "EditPath",
@@ -49,6 +61,7 @@ __all__ = [
     "LintSeqSampler",
     "ProgramSkipped",
     "SkipReason",
+    "check_size",
     "prepare_program",
     "path_rng",
 ]
@@ -90,10 +103,16 @@ class LintSeqOptions:
     indent_bias: float = 1.0
     #: Deletion rounds before the rest of the program becomes the first edit.
     max_rounds: int = 512
-    #: Longer programs are skipped (``too-long``): the cost of a path grows faster than the program.
+    #: Longer programs are skipped (``too-long``), so that one huge generated module cannot stop a run.
     max_lines: int = 5000
+    #: Programs with more characters are skipped (``too-long``): a few long lines can hold megabytes.
+    max_chars: int = 2_000_000
     #: A path that takes longer is abandoned and the program skipped (``time-limit``).
     max_seconds: float = 60.0
+    #: With the pyflakes linter, programs of at least this many lines are linted incrementally
+    #: (:mod:`.incremental`): the same answers, without re-linting the whole program per probe.
+    #: Smaller ones are linted in full, which is faster for them. ``None`` never lints incrementally.
+    incremental_min_lines: int | None = 200
 
 
 def _is_trivia(line: str) -> bool:
@@ -141,6 +160,25 @@ def prepare_program(code: str | bytes) -> list[str]:
     return lines
 
 
+def check_size(code: str | bytes, options: LintSeqOptions) -> None:
+    """Raise ``too-long`` for a program over the limits, before anything parses it.
+
+    Parsing a 40 MB module alone takes gigabytes, so the data run checks the
+    raw text first: over ``max_chars`` characters (bytes for ``bytes``), or
+    more lines than ``max_lines`` once the blank lines around it are dropped
+    (the count :func:`prepare_program` would give).
+    """
+    if len(code) > options.max_chars:
+        raise ProgramSkipped(SkipReason.TOO_LONG, f"{len(code)} characters (max_chars is {options.max_chars})")
+    stripped = code.strip()
+    if isinstance(stripped, bytes):
+        count = stripped.count(b"\n") + stripped.count(b"\r") - stripped.count(b"\r\n") + 1
+    else:
+        count = stripped.count("\n") + stripped.count("\r") - stripped.count("\r\n") + 1
+    if count > options.max_lines:
+        raise ProgramSkipped(SkipReason.TOO_LONG, f"{count} lines (max_lines is {options.max_lines})")
+
+
 def path_rng(seed: int, index: int, path: int) -> random.Random:
     """The random stream of one path, independent of workers and batching."""
     return random.Random(f"lintseq:{seed}:{index}:{path}")
@@ -169,7 +207,37 @@ class EditPath:
             yield "\n".join(line for line, keep in zip(self.lines, present) if keep)
 
     def diffs(self) -> list[str]:
-        """The edits as zero-context unified diffs (the reference's format)."""
+        """The edits as zero-context unified diffs (the reference's format).
+
+        Positions come from a Fenwick tree over the lines already present, so a
+        path costs O(lines inserted x log n), not O(lines x edits).
+        """
+        n = len(self.lines)
+        tree = [0] * (n + 1)
+        lines = self.lines
+        out = []
+        for step in self.steps:
+            step = sorted(step)
+            parts: list[str] = []
+            k, m = 0, len(step)
+            while k < m:
+                old_before = _count_before(tree, step[k])
+                j = k + 1
+                while j < m and _count_before(tree, step[j]) == old_before:
+                    j += 1
+                parts.append(f"@@ -{_hunk_range(old_before, 0)} +{_hunk_range(old_before + k, j - k)} @@")
+                parts.extend("+" + lines[i] for i in step[k:j])
+                k = j
+            out.append("\n".join(parts))
+            for i in step:
+                i += 1
+                while i <= n:
+                    tree[i] += 1
+                    i += i & -i
+        return out
+
+    def diffs_reference(self) -> list[str]:
+        """:meth:`diffs` computed the simple way (O(lines x edits)), for tests."""
         present = [False] * len(self.lines)
         out = []
         for step in self.steps:
@@ -179,6 +247,23 @@ class EditPath:
             for i in step:
                 present[i] = True
         return out
+
+
+def _count_before(tree: list[int], i: int) -> int:
+    """Lines present before original index ``i``."""
+    total = 0
+    while i > 0:
+        total += tree[i]
+        i -= i & -i
+    return total
+
+
+def _hunk_range(start: int, length: int) -> str:
+    if length == 1:
+        return str(start + 1)
+    if length == 0:
+        return f"{start},0"
+    return f"{start + 1},{length}"
 
 
 @dataclass(slots=True)
@@ -278,17 +363,99 @@ class LintSeqSampler:
 
     # -- sampling ------------------------------------------------------------------
 
-    def sample(self, lines: Sequence[str], rng: random.Random) -> EditPath:
+    def sample(self, lines: Sequence[str], rng: random.Random, *, reference: bool = False) -> EditPath:
         """Sample one edit path for ``lines`` (as returned by :func:`prepare_program`).
 
-        Raises :class:`ProgramSkipped` for a program over ``max_lines``, or one
-        whose path runs past ``max_seconds``, so that no single program can stop
-        a run.
+        Raises :class:`ProgramSkipped` for a program over ``max_lines`` or
+        ``max_chars``, or one whose path runs past ``max_seconds``, so that no
+        single program can stop a run.
+
+        The path is a function of ``lines``, the options and ``rng`` only. It is
+        computed without re-linting the whole program for every probe when the
+        linter is pyflakes (:class:`~.incremental.IncrementalPyflakes` answers
+        every probe exactly as the full linter would) and without O(n) work per
+        deletion round (a Fenwick tree draws the line to delete, consuming the
+        random stream exactly as ``rng.choices`` does). ``reference=True`` runs
+        the original, simple loop instead (full lint per probe, ``rng.choices``
+        over a rebuilt candidate list); it gives the same paths and is kept for
+        tests and comparisons.
         """
         lines = list(lines)
         n = len(lines)
         if n > self.options.max_lines:
             raise ProgramSkipped(SkipReason.TOO_LONG, f"{n} lines (max_lines is {self.options.max_lines})")
+        chars = sum(map(len, lines)) + n
+        if chars > self.options.max_chars:
+            raise ProgramSkipped(SkipReason.TOO_LONG, f"{chars} characters (max_chars is {self.options.max_chars})")
+        if not reference:
+            return self._sample(lines, rng)
+        return self._sample_reference(lines, rng)
+
+    def _engine(self, lines: list[str]):
+        """The incremental linter for ``lines``, or None to lint each probe in full."""
+        threshold = self.options.incremental_min_lines
+        if threshold is None or len(lines) < threshold or type(self.linter) is not PyflakesLinter:
+            return None
+        from .incremental import IncrementalPyflakes
+
+        return IncrementalPyflakes(lines, self.linter)
+
+    def _sample(self, lines: list[str], rng: random.Random, engine=None) -> EditPath:
+        n = len(lines)
+        opts = self.options
+        deadline = time.monotonic() + opts.max_seconds
+        structure = self._structure(lines)
+        span = structure.span
+        alive = bytearray(b"\x01") * n
+        remaining = n
+        if engine is None:
+            engine = self._engine(lines)
+        linter = self.linter
+
+        def full_lint() -> list[int]:
+            kept = [i for i in range(n) if alive[i]]
+            errors = linter.lint("\n".join(lines[i] for i in kept))
+            return [kept[min(max(e.line, 1), len(kept)) - 1] for e in errors]
+
+        picker = _Picker(structure.candidates, structure.weights, n)
+        deletions: list[list[int]] = []
+        lint_calls = 0
+        for _ in range(opts.max_rounds):
+            if time.monotonic() > deadline:
+                raise ProgramSkipped(SkipReason.TIME_LIMIT, f"one path took over {opts.max_seconds:g} s")
+            if picker.empty():
+                break
+            seed = picker.draw(rng, alive)
+            removed: list[int] = []
+            affected = {seed}
+            while affected:
+                start = len(removed)
+                for line in affected:
+                    lo, hi = span[line]
+                    for j in range(lo, hi):
+                        if alive[j]:
+                            alive[j] = 0
+                            removed.append(j)
+                newly = removed[start:]
+                remaining -= len(newly)
+                picker.remove(newly)
+                if engine is not None:
+                    engine.remove(newly)
+                if not remaining:
+                    break
+                errors = engine.lint() if engine is not None else full_lint()
+                lint_calls += 1
+                affected = set(errors)
+            deletions.append(sorted(removed))
+
+        leftover = [i for i in range(n) if alive[i]]
+        if leftover:
+            deletions.append(leftover)
+        return EditPath(lines=lines, steps=deletions[::-1], lint_calls=lint_calls)
+
+    def _sample_reference(self, lines: list[str], rng: random.Random) -> EditPath:
+        """The original loop: every probe lints the whole program; kept as the reference."""
+        n = len(lines)
         deadline = time.monotonic() + self.options.max_seconds
         structure = self._structure(lines)
         alive = [True] * n
@@ -329,8 +496,101 @@ class LintSeqSampler:
         self, code: str | bytes, count: int, seed: int = 0, index: int = 0
     ) -> list[EditPath]:
         """``count`` independent paths for one program; raises :class:`ProgramSkipped`."""
+        check_size(code, self.options)
         lines = prepare_program(code)
         return [self.sample(lines, path_rng(seed, index, k)) for k in range(count)]
+
+
+#: Weights are scaled by this for the Fenwick tree; a weight that is not a multiple of
+#: 1/_SCALE (e.g. 1/3) makes the sampler draw from a rebuilt list, as the reference does.
+_SCALE = 1 << 20
+
+
+class _Picker:
+    """Draws the next line to delete exactly as ``rng.choices(alive_cands, weights)`` would.
+
+    ``rng.choices`` accumulates the weights of the candidates still alive, in
+    order, draws ``u = random() * total`` and takes the first candidate whose
+    running sum exceeds ``u``. With weights that are multiples of ``1/_SCALE``
+    (the defaults: whole indentation levels) every running sum is exact in
+    floating point, so a Fenwick tree over all candidates (deleted ones
+    weighing 0) finds the same candidate in O(log n) with the same single call
+    to ``random()``. Other weights use the reference's rebuilt list.
+    """
+
+    def __init__(self, candidates: list[int], weights: list[float], n: int) -> None:
+        self.candidates = candidates
+        self.weights = weights
+        self.position = {c: k for k, c in enumerate(candidates)}
+        self.alive_count = len(candidates)
+        scaled = []
+        exact = True
+        for w in weights:
+            f = w * _SCALE
+            if not (w >= 0 and f == int(f)):
+                exact = False
+                break
+            scaled.append(int(f))
+        if exact and sum(scaled) >= 1 << 52:
+            exact = False
+        self.exact = exact
+        self.list = None if exact else list(zip(candidates, weights))
+        if exact:
+            size = len(candidates)
+            tree = [0] * (size + 1)
+            for k, v in enumerate(scaled):
+                i = k + 1
+                tree[i] += v
+                j = i + (i & -i)
+                if j <= size:
+                    tree[j] += tree[i]
+            self.tree = tree
+            self.scaled = scaled
+            self.total = sum(scaled)
+
+    def empty(self) -> bool:
+        return self.alive_count == 0
+
+    def remove(self, lines: list[int]) -> None:
+        position = self.position
+        for line in lines:
+            k = position.get(line)
+            if k is None:
+                continue
+            self.alive_count -= 1
+            if self.exact:
+                v = self.scaled[k]
+                if v:
+                    self.scaled[k] = 0
+                    self.total -= v
+                    i = k + 1
+                    tree = self.tree
+                    size = len(tree) - 1
+                    while i <= size:
+                        tree[i] -= v
+                        i += i & -i
+
+    def draw(self, rng: random.Random, alive: bytearray) -> int:
+        if not self.exact:
+            self.list = [(c, w) for c, w in self.list if alive[c]]
+            return rng.choices([c for c, _ in self.list], weights=[w for _, w in self.list])[0]
+        if self.total <= 0:
+            raise ValueError("Total of weights must be greater than zero")
+        u = rng.random() * (self.total / _SCALE)
+        target = u * _SCALE
+        tree = self.tree
+        size = len(tree) - 1
+        pos = acc = 0
+        step = 1 << (size.bit_length() - 1) if size else 0
+        while step:
+            nxt = pos + step
+            if nxt <= size and acc + tree[nxt] <= target:
+                pos = nxt
+                acc += tree[nxt]
+            step >>= 1
+        if pos >= size:  # u rounded up to the total: the last candidate alive, as bisect's hi does
+            pos = max(k for k in range(size) if alive[self.candidates[k]])
+        return self.candidates[pos]
 
 
 def _global_def_spans(source: str) -> list[tuple[int, int]]:
