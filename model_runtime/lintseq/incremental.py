@@ -69,12 +69,12 @@ import unicodedata
 from bisect import bisect_left
 from collections import OrderedDict
 
-from .linters import _PYFLAKES_ERRORS, PyflakesLinter, syntax_error_line
+from .linters import PYFLAKES_ERRORS, PyflakesLinter, syntax_error_line
 
 __all__ = ["IncrementalPyflakes"]
 
 _FILENAME = "<lintseq>"
-_UNDEFINED_NAME = _PYFLAKES_ERRORS["UndefinedName"]
+_UNDEFINED_NAME = PYFLAKES_ERRORS["UndefinedName"]
 _IDENT = re.compile(r"[^\W\d]\w*")
 _CONTINUATION = re.compile(r"(?:else|elif|except|finally)\b")
 #: Errors CPython's tokenizer raises from the text up to the error alone. Raised while
@@ -1822,7 +1822,7 @@ class IncrementalPyflakes:
     def _decode(self, messages) -> list:
         out = []
         for msg in messages:
-            code = _PYFLAKES_ERRORS.get(type(msg).__name__)
+            code = PYFLAKES_ERRORS.get(type(msg).__name__)
             if code is None or code == "F822":  # UndefinedExport: decided with the functions' globals
                 continue
             out.append((msg.lintseq_leaf.parse.orig(msg.lineno), code,
@@ -2009,7 +2009,7 @@ class IncrementalPyflakes:
         checker = FunctionChecker(ast.Module(body=[inner], type_ignores=[]), target, install)
         out = []
         for msg in checker.messages:
-            code = _PYFLAKES_ERRORS.get(type(msg).__name__)
+            code = PYFLAKES_ERRORS.get(type(msg).__name__)
             if code is None or code == "F822":
                 continue
             out.append((msg.lineno - f.start, code, msg.message_args[0] if msg.message_args else None))
@@ -2281,7 +2281,7 @@ class IncrementalPyflakes:
     def _body_messages(self, p: _Parse, messages) -> list:
         out = []
         for msg in messages:
-            code = _PYFLAKES_ERRORS.get(type(msg).__name__)
+            code = PYFLAKES_ERRORS.get(type(msg).__name__)
             if code is None or code == "F822":
                 continue
             lineno = msg.lineno

@@ -79,7 +79,7 @@ def syntax_error_line(exc: SyntaxError, message: str | None = None) -> int:
 
 # pyflakes message classes that are errors (the code would fail to compile or
 # fail at run time whenever reached), with flake8's codes for readability.
-_PYFLAKES_ERRORS = {
+PYFLAKES_ERRORS = {
     "UndefinedName": "F821",
     "UndefinedLocal": "F823",
     "UndefinedExport": "F822",
@@ -118,9 +118,9 @@ class PyflakesLinter:
         except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
             return [LintMessage(1, "E902", f"{type(exc).__name__}: {exc}")]
         errors = [
-            LintMessage(msg.lineno, _PYFLAKES_ERRORS[type(msg).__name__], msg.message % msg.message_args)
+            LintMessage(msg.lineno, PYFLAKES_ERRORS[type(msg).__name__], msg.message % msg.message_args)
             for msg in self._checker(tree, "<lintseq>").messages
-            if type(msg).__name__ in _PYFLAKES_ERRORS
+            if type(msg).__name__ in PYFLAKES_ERRORS
         ]
         if errors:
             return errors

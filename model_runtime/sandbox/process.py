@@ -302,7 +302,7 @@ def limit_setter(*, cpu_s: int | None, memory_bytes: int, file_bytes: int, nproc
 # --------------------------------------------------------------------------- supervision
 
 
-class _Capture:
+class OutputCapture:
     """The first ``limit`` bytes of a stream; the rest is drained and counted, not kept."""
 
     def __init__(self, limit: int) -> None:
@@ -352,10 +352,10 @@ def supervise(
     """
     deadline = time.monotonic() + timeout_s
     next_watch = time.monotonic() + _WATCH_S
-    captures = {proc.stdout: _Capture(output_bytes), proc.stderr: _Capture(output_bytes)}
+    captures = {proc.stdout: OutputCapture(output_bytes), proc.stderr: OutputCapture(output_bytes)}
     channel = os.fdopen(results, "rb", buffering=0) if results is not None else None
     if channel is not None:
-        captures[channel] = _Capture(results_bytes)
+        captures[channel] = OutputCapture(results_bytes)
     stopped, reaped = "", None
     with selectors.DefaultSelector() as selector:
         for stream in captures:

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_runtime.sandbox import zygote as protocol
-from model_runtime.sandbox.process import Finished, _Capture, limit_setter, pids_cgroup
+from model_runtime.sandbox.process import Finished, OutputCapture, limit_setter, pids_cgroup
 from model_runtime.sandbox.shadow import remove_tree
 
 __all__ = ["COLD_EVENT", "KILL_GRACE_S", "StartCancelled", "WarmUnavailable", "Zygote", "ZygoteSpec",
@@ -322,7 +322,8 @@ class Zygote:
 
     def _supervise(self, readers, *, timeout_s, output_bytes, cancel, watch, results_bytes) -> Finished | None:
         stdout, stderr, results = readers
-        captures = {stdout: _Capture(output_bytes), stderr: _Capture(output_bytes), results: _Capture(results_bytes)}
+        captures = {stdout: OutputCapture(output_bytes), stderr: OutputCapture(output_bytes),
+                    results: OutputCapture(results_bytes)}
         deadline = time.monotonic() + timeout_s
         next_watch = time.monotonic() + _WATCH_S
         stopped, killed_at, exited, drained_by = "", None, None, None
